@@ -1,0 +1,115 @@
+"""params.yaml: one section per paper plus shared ones, validated before any work starts.
+
+An unknown key, a typo, a wrong type or an out-of-range value raises :class:`ParamsError` naming the
+key (as a dotted path) and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS_FILE = Path("params.yaml")
+
+
+# tiny: tests and CI, the whole pipeline in minutes; laptop: the default, a 2-core CPU; paper: GPU sizes.
+Profile = Literal["tiny", "laptop", "paper"]
+PROFILES: tuple[str, ...] = get_args(Profile)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SpcaScale(Strict):
+    """Sizes of the Schrödinger PCA experiments; the profile picks one set."""
+
+    sweep_grid: int = Field(ge=15, le=401, description="side of the 2-D grid in the anchor-spacing sweep")
+    sweep_samples: int = Field(ge=50, description="fields sampled per sweep cell")
+    oscillator_grid: int = Field(ge=21, le=2001, description="side of the harmonic-oscillator grid")
+    icosphere_subdivisions: int = Field(ge=1, le=7)
+    line_points: int = Field(ge=50, description="points of the 1-D GP")
+    line_samples: int = Field(ge=20)
+
+
+class SchrodingerPcaParams(Strict):
+    n_components: int = Field(ge=1, le=50)
+    anchor_spacing: int = Field(ge=2, le=20, description="anchor spacing of the undersampled variances, px")
+    interpolation: str = Field(pattern="^(linear|cubic)$")
+    degeneracy_tol: float = Field(ge=0.0, le=0.2, description="widen true subspaces over levels this close (x top eigenvalue)")
+    sweep_anchor_spacings: list[int] = Field(min_length=1)
+    sweep_filter_widths: list[float] = Field(min_length=1)
+    oscillator_c: float = Field(gt=0)
+    oscillator_radius_fraction: float = Field(gt=0.5, le=20, description="R of 1 - r^2/R^2 over the grid side")
+    scale: dict[Profile, SpcaScale]
+
+    @model_validator(mode="after")
+    def _checks(self):
+        missing = sorted(set(PROFILES) - set(self.scale))
+        if missing:
+            raise ValueError(f"scale needs an entry for every profile; missing {missing}")
+        if any(s < 2 for s in self.sweep_anchor_spacings):
+            raise ValueError("sweep_anchor_spacings must all be >= 2")
+        if any(w <= 0 for w in self.sweep_filter_widths):
+            raise ValueError("sweep_filter_widths must all be positive")
+        return self
+
+
+class Params(Strict):
+    profile: Profile
+    seed: int = Field(ge=0, le=2**32 - 1)
+    schrodinger_pca: SchrodingerPcaParams
+
+
+class ParamsError(ValueError):
+    """params.yaml does not match the schema; the message lists every offending key."""
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key (typo?)"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    got = error.get("input")
+    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{key}: {error['msg']}{got_text}"
+
+
+def validate(raw: Any, source: str = "params") -> Params:
+    """Validate a parsed params mapping."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        raise ParamsError(f"{source} is invalid:\n{lines}") from None
+
+
+def load(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the repository root")
+    with path.open() as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    return validate(raw, str(path))
+
+
+def notebook_parameters(params: Params, section: str) -> dict[str, Any]:
+    """Flat papermill parameters for one paper: shared keys, the section's keys, and the scale for the
+    active profile (its keys merged in)."""
+    body = getattr(params, section).model_dump(mode="json")
+    scale = body.pop("scale", None)
+    out: dict[str, Any] = {"profile": params.profile, "seed": params.seed, **body}
+    if scale is not None:
+        out.update(scale[params.profile])
+    return out
