@@ -24,6 +24,13 @@ def _data_build(args) -> int:
     return 0
 
 
+def _data_ensure(args) -> int:
+    from .data.build import ensure
+
+    print(f"data/: {ensure()}")
+    return 0
+
+
 def _stage(args) -> int:
     from .pipeline import run_stage
 
@@ -68,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     build = data.add_parser("build", help="write data/ deterministically from what packages ship")
     build.add_argument("--out", default="data")
     build.set_defaults(func=_data_build)
+    ensure = data.add_parser("ensure", help="make data/ match data.dvc: pull from the remote, else build")
+    ensure.set_defaults(func=_data_ensure)
 
     stage = sub.add_parser("stage", help="run one paper's notebook stage (what dvc.yaml calls)")
     stage.add_argument("paper")
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ParamsError, StageError, FileNotFoundError) as exc:
+    except (ParamsError, StageError, FileNotFoundError, RuntimeError) as exc:
         print(f"replab: error: {exc}", file=sys.stderr)
         return 2
 

@@ -36,3 +36,31 @@ def build(out: Path = DATA_DIR) -> Path:
         if staging.exists():
             shutil.rmtree(staging)
     return out
+
+
+def _dvc(*args: str) -> int:
+    import subprocess
+    import sys
+
+    dvc = Path(sys.executable).with_name("dvc")
+    cmd = [str(dvc) if dvc.exists() else "dvc", *args]
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+
+def ensure(out: Path = DATA_DIR, tracker: Path = Path("data.dvc")) -> str:
+    """Make ``data/`` match ``data.dvc``: nothing if it does, else pull it from the DVC remote, else build
+    it. Returns what it did; raises if the built data hash differently from ``data.dvc``."""
+    if not tracker.exists():
+        build(out)
+        return "built (no data.dvc to compare with)"
+    if _dvc("status", "-q", str(tracker)) == 0:
+        return "up to date"
+    if _dvc("pull", "-q", str(tracker)) == 0 and _dvc("status", "-q", str(tracker)) == 0:
+        return "pulled from the DVC remote"
+    build(out)
+    if _dvc("status", "-q", str(tracker)) != 0:
+        raise RuntimeError(
+            f"{out}/ was rebuilt but does not hash as {tracker} records. If the builders changed on purpose, "
+            f"record the new data with `dvc add {out}` and commit {tracker}; otherwise this is a determinism bug."
+        )
+    return "built (matches data.dvc)"

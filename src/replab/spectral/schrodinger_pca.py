@@ -239,6 +239,6 @@ def _lobpcg(h, k, lower_bound, tol, rng):
     block = k + max(4, k // 2)  # a few extra vectors speed up convergence of the last wanted ones
     x0 = rng.standard_normal((h.shape[0], block))
     energies, vectors = sla.lobpcg(
-        h, x0, M=preconditioner, largest=False, tol=tol or 1e-8, maxiter=500, verbosityLevel=0
+        h, x0, M=preconditioner, largest=False, tol=tol or None, maxiter=500, verbosityLevel=0
     )
     return energies[:k], vectors[:, :k]

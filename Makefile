@@ -1,0 +1,75 @@
+# `make repro` (the main job) and `make test` both bootstrap from nothing; re-running them is fast.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Debian packages the project reads from (WordNet glosses for the text data set).
+APT_PACKAGES := wordnet-base
+APT_CHECK := /usr/share/wordnet/data.noun
+KERNEL_STAMP := $(VENV)/share/jupyter/kernels/replab/kernel.json
+ASSETS_STAMP := $(VENV)/share/replab/mathjax-3.2.2/tex-svg-full.js
+
+.PHONY: setup system-deps data repro test bench lab report push clean help
+help:
+	@echo "make repro  - set up everything, run the pipeline (laptop profile), print the report's path"
+	@echo "make test   - set up everything, run the test suite"
+	@echo "make lab    - JupyterLab on the notebooks;  make bench - benchmarks;  make push - dvc push"
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check
+	touch $@
+
+$(KERNEL_STAMP): $(VENV)/.installed
+	$(BIN)/python -m ipykernel install --sys-prefix --name replab --display-name "replab (Python 3.11)" >/dev/null
+
+$(ASSETS_STAMP): $(VENV)/.installed
+	$(BIN)/replab assets fetch
+
+system-deps:
+	@if [ ! -e $(APT_CHECK) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q $(APT_PACKAGES) >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $(APT_PACKAGES); }; \
+	  else \
+	    echo "Missing Debian packages. Run, as root:"; \
+	    echo "  apt-get install -y $(APT_PACKAGES)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+setup: system-deps $(VENV)/.installed $(KERNEL_STAMP) $(ASSETS_STAMP)
+	@$(BIN)/replab params check
+
+data: setup
+	$(BIN)/replab data ensure
+
+repro: data
+	$(BIN)/dvc repro
+	@echo
+	@echo "Report: file://$(CURDIR)/reports/index.html"
+
+test: data
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/spca_scale.py
+
+lab: data
+	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+report: setup
+	$(BIN)/dvc repro report
+
+push: setup
+	$(BIN)/dvc push
+
+clean:
+	rm -rf build reports/.staging-* reports/*.failed.ipynb .pytest_cache

@@ -1,0 +1,53 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "replab tests", "GIT_AUTHOR_EMAIL": "tests@replab.invalid",
+    "GIT_COMMITTER_NAME": "replab tests", "GIT_COMMITTER_EMAIL": "tests@replab.invalid",
+}  # fmt: skip
+
+
+def run(cmd, cwd, check=True, **kw):
+    """Run a command with the venv's tools first on PATH; return the CompletedProcess."""
+    env = {**os.environ, **GIT_IDENTITY, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **kw.pop("env", {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def copy_project(dest: Path, with_data: bool) -> Path:
+    """The working tree as a fresh git repository: tracked and untracked-but-not-ignored files, one commit."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    if with_data:
+        if not (ROOT / "data").is_dir():
+            pytest.skip("data/ is not built: run `make data` first")
+        shutil.copytree(ROOT / "data", dest / "data", copy_function=os.link)
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A fresh copy of the project with data/ (hard links) at the tiny profile."""
+    dest = copy_project(tmp_path / "project", with_data=True)
+    params = dest / "params.yaml"
+    params.write_text(params.read_text().replace("profile: laptop", "profile: tiny", 1))
+    run(["git", "commit", "-qam", "tiny profile"], dest)
+    return dest
