@@ -57,6 +57,9 @@ def undersampling_experiment(
     # Spare true components so a degenerate level at k = n_components can be completed.
     truth_values, truth = model.principal_components(min(2 * n_components + 5, flat.shape[1] - 1), seed=seed)
     axes = anchor_axes(shape, anchor_spacing)
+    n_anchors = int(np.prod([len(a) for a in axes]))
+    if n_anchors <= n_components and any(m.startswith("coarse_pca") for m in methods):
+        raise ValueError(f"{n_anchors} anchors are too few for PCA with {n_components} components: use a smaller spacing")
     anchors = take_anchors(samples, axes).astype(np.float64)
     variances = variances_from_anchors(anchors.var(axis=0), axes, shape, interpolation)
 
@@ -85,7 +88,6 @@ def undersampling_experiment(
         res.overlap_strict = overlap_curve(res.components, truth, ks)
         res.spectrum_error = spectrum_error(res.spectrum, truth_values[:n_components])
         out[name] = res
-    n_anchors = int(np.prod([len(a) for a in axes]))
     return UndersamplingResult(truth_values, truth, out, variances, n_anchors)
 
 
@@ -112,11 +114,12 @@ def spacing_sweep(
             model = FilteredNoiseField(paraboloid_variance((grid, grid)), width)
             cache = {width: (model, model.sample(n_samples, rng))}
         model, samples = cache[width]
-        if (grid - 1) // spacing + 1 < 2:
+        anchors_per_axis = (grid - 1) // spacing + 1
+        if anchors_per_axis < 2:
             continue
-        res = undersampling_experiment(
-            samples, model, spacing, n_components, interpolation, degeneracy_tol, ("coarse_pca", "spca_l2"), seed
-        )
+        # PCA on the anchors needs more anchor points than components.
+        methods = ("coarse_pca", "spca_l2") if anchors_per_axis**2 > n_components else ("spca_l2",)
+        res = undersampling_experiment(samples, model, spacing, n_components, interpolation, degeneracy_tol, methods, seed)
         for name, r in res.methods.items():
             rows.append(
                 {

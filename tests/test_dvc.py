@@ -1,0 +1,34 @@
+import hashlib
+
+from .conftest import copy_project, run
+
+
+def tree_digest(folder):
+    return {
+        p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_default_remote_is_a_local_directory(tmp_path):
+    project = copy_project(tmp_path / "p", with_data=False)
+    remotes = run(["dvc", "remote", "list"], project).stdout.split()
+    assert remotes[0] == "local" and "replab" in remotes[1] and "://" not in remotes[1]
+    assert run(["dvc", "config", "core.analytics"], project).stdout.strip() == "false"
+
+
+def test_push_to_a_remote_then_pull_into_a_fresh_clone(tmp_path):
+    project = copy_project(tmp_path / "origin", with_data=True)
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "modify", "local", "url", str(remote)], project)
+    run(["dvc", "commit", "-f", "data.dvc"], project)  # put the hard-linked data/ into this copy's cache
+    run(["dvc", "push", "data.dvc"], project)
+    run(["git", "commit", "-qam", "remote"], project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "data").exists()
+    run(["dvc", "pull", "data.dvc"], clone)
+    assert tree_digest(clone / "data") == tree_digest(project / "data")
+    assert run(["dvc", "status", "data.dvc"], clone).stdout.strip().endswith("up to date.")
