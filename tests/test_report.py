@@ -34,7 +34,8 @@ def rendered(tmp_path):
     executed_notebook(reports / "schrodinger_pca.ipynb")
     (metrics / "schrodinger_pca.json").write_text(json.dumps({
         "scale": {"profile": "tiny", "grid": "31x31"},
-        "headline": [{"metric": "min overlap", "ours": 0.97123, "paper": "0.96–0.99", "target": ">= 0.95"}],
+        "headline": [{"metric": "min overlap", "ours": 0.97123, "paper": "0.96–0.99", "target": ">= 0.95",
+                      "met": True}],
     }))  # fmt: skip
     report.build(reports, metrics)
     return reports
@@ -53,6 +54,7 @@ def test_index_links_each_report_with_its_headline_metrics(rendered):
     index = (rendered / "index.html").read_text()
     assert 'href="schrodinger_pca.html"' in index
     assert "min overlap" in index and "0.971" in index and "0.96–0.99" in index and "profile=tiny" in index
+    assert "&gt;= 0.95 (met)" in index
     assert not EXTERNAL.search(index)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 from . import config
@@ -68,9 +67,11 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
     for path in outs.values():
         _remove(path)
 
-    REPORTS.mkdir(exist_ok=True)
-    # Staging inside the project with relative paths: the executed notebook shows no machine paths.
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{key}-", dir=REPORTS))
+    # Staging inside the project at a fixed relative path: the executed notebook shows no machine paths,
+    # and its injected parameters are the same on every run.
+    staging = REPORTS / f".staging-{key}"
+    _remove(staging)
+    staging.mkdir(parents=True)
     try:
         parameters.update(
             metrics_path=str(staging / "metrics.json"), figures_dir=str(staging / "figures"), data_dir="data"

@@ -59,6 +59,14 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _target(item: dict) -> str:
+    target = item.get("target")
+    if target is None:
+        return "—"
+    met = item.get("met")
+    return f"{target} ({'met' if met else 'missed'})" if met is not None else str(target)
+
+
 def index_html(entries: list[tuple[str, dict | None]]) -> str:
     rows = []
     for key, metrics in entries:
@@ -73,7 +81,7 @@ def index_html(entries: list[tuple[str, dict | None]]) -> str:
             first = f'<td rowspan="{len(headline)}">{link}<br><small>{html.escape(scale)}</small></td>' if i == 0 else ""
             rows.append(
                 f"<tr>{first}<td>{html.escape(item['metric'])}</td><td>{_fmt(item.get('ours'))}</td>"
-                f"<td>{html.escape(_fmt(item.get('paper')))}</td><td>{html.escape(_fmt(item.get('target')))}</td>"
+                f"<td>{html.escape(_fmt(item.get('paper')))}</td><td>{html.escape(_target(item))}</td>"
                 f"<td>{html.escape(item.get('note', ''))}</td></tr>"
             )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -45,7 +45,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         fastest for 1-D/2-D grids and surface graphs. ``lobpcg``: algebraic-multigrid preconditioned
         LOBPCG (pyamg), for 3-D grids where LU fill-in grows too fast. ``lanczos``: plain
         ``eigsh(which="SA")``, no factorisation, slow on large grids. ``auto`` picks LOBPCG for 3-D grids
-        above 10^5 points and shift-invert otherwise.
+        above 3 x 10^4 points (where it overtakes the LU) and shift-invert otherwise.
     tol : float
         Eigensolver tolerance (0: machine precision for ARPACK).
     random_state : int, Generator or None
@@ -122,7 +122,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
     def _pick_solver(self, n_points: int) -> str:
         if self.solver != "auto":
             return self.solver
-        if self.grid_shape_ is not None and len(self.grid_shape_) == 3 and n_points > 100_000:
+        if self.grid_shape_ is not None and len(self.grid_shape_) == 3 and n_points > 30_000:
             return "lobpcg"
         return "shift-invert"
 
