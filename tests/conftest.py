@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# Triton kernels run on CPU tensors under its interpreter; set before anything imports triton.
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GIT_IDENTITY = {
