@@ -19,23 +19,30 @@ from replab.clustering.pac import direct_row_update, log_row_update
     k=st.integers(2, 5),
     m=st.floats(1.01, 1.5),
     metric=st.sampled_from(["cosine", "sqeuclidean"]),
-    blocked=st.booleans(),
+    variant=st.sampled_from(["factored", "blocked-cached", "blocked-streamed"]),
 )
-def test_objective_never_increases(seed, n, k, m, metric, blocked):
+def test_objective_never_increases(seed, n, k, m, metric, variant):
     X = np.random.default_rng(seed).standard_normal((n, 3)) + 0.1
-    budget = 1e-4 if blocked else 64.0  # tiny budget: streamed row blocks instead of the cached matrix
-    model = PAC(k, m=m, metric=metric, max_iter=15, min_iter=15, random_state=seed, batch_size=7, memory_budget_mb=budget)
+    algorithm = variant.split("-")[0]
+    budget = 1e-4 if variant.endswith("streamed") else 64.0  # tiny budget: row blocks, not the cached matrix
+    model = PAC(k, m=m, metric=metric, max_iter=15, min_iter=15, random_state=seed, batch_size=7,
+                memory_budget_mb=budget, algorithm=algorithm)  # fmt: skip
     J = model.fit(X).objective_history_
     assert len(J) == model.n_iter_ + 1
     assert np.all(np.diff(J) <= 1e-9 * np.abs(J[0]) + 1e-12), np.diff(J).max()
 
 
-def test_blocked_sweeps_equal_the_cached_matrix():
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
+def test_factored_streamed_and_cached_algorithms_agree(metric):
     X = np.random.default_rng(0).standard_normal((150, 5))
-    full = PAC(4, random_state=1).fit(X)
-    blocked = PAC(4, random_state=1, batch_size=16, memory_budget_mb=1e-3).fit(X)
-    np.testing.assert_allclose(blocked.probabilities_, full.probabilities_, atol=1e-9)
-    np.testing.assert_allclose(blocked.objective_history_, full.objective_history_, rtol=1e-9)
+    runs = [
+        PAC(4, metric=metric, random_state=1, algorithm="blocked").fit(X),
+        PAC(4, metric=metric, random_state=1, algorithm="blocked", batch_size=16, memory_budget_mb=1e-3).fit(X),
+        PAC(4, metric=metric, random_state=1, algorithm="factored").fit(X),
+    ]
+    for other in runs[1:]:
+        np.testing.assert_allclose(other.probabilities_, runs[0].probabilities_, atol=1e-8)
+        np.testing.assert_allclose(other.objective_history_, runs[0].objective_history_, rtol=1e-8)
 
 
 def test_objective_history_matches_direct_computation():
@@ -98,6 +105,7 @@ def test_extreme_m_stays_finite():
         ({"n_clusters": 9}, np.eye(4) + 0.1, "n_clusters=9 is larger than the number of samples"),
         ({"m": 1.0}, np.eye(4) + 0.1, "m must be a finite number > 1"),
         ({"metric": "manhattan"}, np.eye(4) + 0.1, "metric must be one of"),
+        ({"algorithm": "fast"}, np.eye(4) + 0.1, "algorithm must be one of"),
         ({}, np.array([[0.0, 0.0], [1.0, 2.0], [0.5, 1.0]]), "1 rows have zero norm"),
     ],
 )

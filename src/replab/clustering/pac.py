@@ -8,10 +8,10 @@ and each row has a closed-form minimiser given the others,
 ``p_ik ∝ s_ik^(-1/(m-1))`` with ``s_ik = sum_{j != i} d_ij p_jk^m``. Rows are updated in place, one after
 the other (Gauss-Seidel), so J never increases.
 
-The distance matrix is never held whole beyond ``memory_budget_mb``: each sweep streams row blocks of D.
-Within a block the rows are still updated one at a time, against contributions of the other blocks that
-are exact for the current state, so the result is identical to the plain row-by-row algorithm. The same
-pass yields J of the state the sweep started from, so the objective history costs no extra distance pass.
+Two exact algorithms give each row its ``s_i`` for the current state (see ``algorithm``): a factored one
+that never forms distances (both metrics are low-rank in the features), and a blocked one that streams the
+distance matrix in row blocks, never holding more than ``memory_budget_mb``. Each sweep also yields J of the
+state it started from, so the objective history costs no extra pass.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_random_
 log = logging.getLogger(__name__)
 
 METRICS = ("cosine", "sqeuclidean")
+ALGORITHMS = ("auto", "factored", "blocked")
+_TINY = np.finfo(np.float64).tiny
 
 
 class PAC(ClusterMixin, BaseEstimator):
@@ -54,7 +56,12 @@ class PAC(ClusterMixin, BaseEstimator):
     memory_budget_mb : float
         Memory for distance blocks. When the full N x N matrix fits, it is computed once and reused.
     dtype : {"float32", "float64"}
-        Precision of distances and aggregations (row updates are always float64).
+        Precision of the blocked algorithm's distances and aggregations (row updates are always float64).
+    algorithm : {"auto", "factored", "blocked"}
+        ``factored`` (``auto``): both metrics factor through the features, so each row's aggregation comes
+        from running K-wide sums in O(d K), with no distance matrix: a sweep is O(N d K). ``blocked``: the
+        distance matrix streamed in row blocks, O(N^2 (d + K)) a sweep; the reference, and the path for
+        distances that do not factor. Both do the same in-place row updates.
     """
 
     def __init__(
@@ -69,6 +76,7 @@ class PAC(ClusterMixin, BaseEstimator):
         batch_size: int = 1024,
         memory_budget_mb: float = 1024.0,
         dtype: str = "float64",
+        algorithm: str = "auto",
     ):
         self.n_clusters = n_clusters
         self.m = m
@@ -80,6 +88,7 @@ class PAC(ClusterMixin, BaseEstimator):
         self.batch_size = batch_size
         self.memory_budget_mb = memory_budget_mb
         self.dtype = dtype
+        self.algorithm = algorithm
 
     # -- validation ----------------------------------------------------------------------------
     def _check_params(self, n_samples: int) -> None:
@@ -102,6 +111,8 @@ class PAC(ClusterMixin, BaseEstimator):
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
         if not isinstance(self.memory_budget_mb, Real) or self.memory_budget_mb <= 0:
             raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -146,25 +157,23 @@ class PAC(ClusterMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         log_p = rng.standard_normal((n, k)) / 1000.0
         log_p -= logsumexp(log_p, axis=1, keepdims=True)
-        pm = np.exp(self.m * log_p).astype(self.dtype)
+        pm = np.exp(self.m * log_p)
 
-        itemsize = np.dtype(self.dtype).itemsize
-        full = None
-        if n * n * itemsize <= self.memory_budget_mb * 2**20:
-            full = self._distances(Xn, Xn, sq)
-            np.fill_diagonal(full, 0.0)
-        block = n if full is not None else self._block_rows(n)
+        if self._algorithm() == "factored":
+            sweep, final = self._factored(Xn, sq, log_p, pm, inv)
+        else:
+            sweep, final = self._blocked(Xn, sq, log_p, pm, inv)
 
         history: list[float] = []
         n_iter = 0
-        for sweep in range(1, self.max_iter + 1):
-            objective, change = self._sweep(Xn, sq, full, block, log_p, pm, inv)
+        for it in range(1, self.max_iter + 1):
+            objective, change = sweep()
             history.append(objective)
-            n_iter = sweep
-            log.debug("sweep %d: J(before)=%.6g, mean row change %.3g", sweep, objective, change)
-            if sweep >= self.min_iter and change < self.tol:
+            n_iter = it
+            log.debug("sweep %d: J(before)=%.6g, mean row change %.3g", it, objective, change)
+            if it >= self.min_iter and change < self.tol:
                 break
-        history.append(self._objective(Xn, sq, full, block, pm))
+        history.append(final())
 
         self.objective_history_ = np.asarray(history)
         self.n_iter_ = n_iter
@@ -172,6 +181,103 @@ class PAC(ClusterMixin, BaseEstimator):
         self.labels_ = self.probabilities_.argmax(axis=1)
         self._train_X, self._train_sq, self._train_pm = Xn, sq, pm
         return self
+
+    def _algorithm(self) -> str:
+        return "factored" if self.algorithm == "auto" else self.algorithm
+
+    # Both algorithms update the rows one at a time in index order (Gauss-Seidel) and give the same result up
+    # to rounding; they differ in how they get s_i = sum_{j != i} d_ij p_j^m for the current state.
+
+    def _factored(self, Xn, sq, log_p, pm, inv):
+        """Both metrics are low-rank in the features: for unit rows, ``s_i = c - M' x_i`` with ``c = sum_j
+        p_j^m`` and ``M = sum_j x_j p_j^m'`` (for squared Euclidean, ``s_i = |x_i|^2 c + e - 2 M' x_i`` with
+        ``e = sum_j |x_j|^2 p_j^m``). The self term is zero in both. Keeping ``c``, ``M`` (and ``e``) current
+        with a rank-1 update after each row makes a sweep O(N d K) with no distance matrix at all."""
+        m, n = self.m, Xn.shape[0]
+        X = Xn.astype(np.float64)
+        cosine = self.metric == "cosine"
+        self_sim = np.einsum("ij,ij->i", X, X)
+
+        def all_rows(pm_now):
+            c, M = pm_now.sum(axis=0), X.T @ pm_now
+            if cosine:
+                return c[None, :] - X @ M + (self_sim - 1.0)[:, None] * pm_now, c, M, None
+            e = sq @ pm_now
+            return sq[:, None] * c[None, :] + e[None, :] - 2.0 * (X @ M), c, M, e
+
+        def sweep():
+            s_all, c, M, e = all_rows(pm)  # fresh sums each sweep: no drift from the rank-1 updates
+            objective = float(np.sum(pm * s_all))
+            change = 0.0
+            p_old = np.exp(log_p)
+            for i in range(n):
+                x = X[i]
+                proj = x @ M
+                if cosine:  # minus the self term (1 - x.x) p_i^m, zero up to rounding
+                    s = c - proj - (1.0 - self_sim[i]) * pm[i]
+                else:
+                    s = sq[i] * c + e - 2.0 * proj
+                new = _log_memberships_row(s, inv)
+                new_pm = np.exp(m * new)
+                delta = new_pm - pm[i]
+                c += delta
+                M += np.outer(x, delta)
+                if not cosine:
+                    e += sq[i] * delta
+                pm[i] = new_pm
+                log_p[i] = new
+            change = float(np.abs(np.exp(log_p) - p_old).sum())
+            return objective, change / n
+
+        def final():
+            return float(np.sum(pm * all_rows(pm)[0]))
+
+        return sweep, final
+
+    def _blocked(self, Xn, sq, log_p, pm, inv):
+        """Distances streamed in row blocks (cached whole when N x N fits ``memory_budget_mb``). Within a block
+        the rows are updated one at a time against exact contributions of the current state."""
+        n, m = Xn.shape[0], self.m
+        itemsize = np.dtype(self.dtype).itemsize
+        full = None
+        if n * n * itemsize <= self.memory_budget_mb * 2**20:
+            full = self._distances(Xn, Xn, sq)
+            np.fill_diagonal(full, 0.0)
+        block = n if full is not None else self._block_rows(n)
+        pm_work = pm.astype(self.dtype)
+
+        def sweep():
+            snapshot = pm_work.copy()
+            objective, change = 0.0, 0.0
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                d = self._distance_block(Xn, sq, full, start, stop)
+                agg = d @ snapshot  # aggregation with every row as the sweep found it
+                objective += float(np.sum(snapshot[start:stop] * agg, dtype=np.float64))
+                if start:
+                    agg += d[:, :start] @ (pm_work[:start] - snapshot[:start])  # earlier blocks are updated
+                d_in = d[:, start:stop]
+                agg -= d_in @ snapshot[start:stop]  # in-block terms are added row by row below
+                agg = agg.astype(np.float64)
+                pm_in = pm_work[start:stop]
+                for r in range(stop - start):
+                    new = _log_memberships_row(agg[r] + d_in[r] @ pm_in, inv)  # d_in[r, r] = 0
+                    i = start + r
+                    change += np.abs(np.exp(new) - np.exp(log_p[i])).sum()
+                    log_p[i] = new
+                    pm_in[r] = np.exp(m * new)
+            pm[:] = pm_work
+            return objective, change / n
+
+        def final():
+            total = 0.0
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                d = self._distance_block(Xn, sq, full, start, stop)
+                total += float(np.sum(pm_work[start:stop] * (d @ pm_work), dtype=np.float64))
+            return total
+
+        return sweep, final
 
     def _distance_block(self, Xn, sq, full, start, stop):
         if full is not None:
@@ -181,35 +287,13 @@ class PAC(ClusterMixin, BaseEstimator):
         d[idx, start + idx] = 0.0  # j != i
         return d
 
-    def _sweep(self, Xn, sq, full, block, log_p, pm, inv) -> tuple[float, float]:
-        """One Gauss-Seidel pass over all rows. Returns (J of the starting state, mean L1 row change)."""
-        n, m = Xn.shape[0], self.m
-        snapshot = pm.copy()
-        objective, change = 0.0, 0.0
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            d = self._distance_block(Xn, sq, full, start, stop)
-            agg = d @ snapshot  # aggregation with every row as the sweep found it
-            objective += float(np.sum(snapshot[start:stop] * agg, dtype=np.float64))
-            if start:
-                agg += d[:, :start] @ (pm[:start] - snapshot[:start])  # earlier blocks are already updated
-            d_in = d[:, start:stop]
-            agg -= d_in @ snapshot[start:stop]  # in-block terms are added row by row below
-            agg = agg.astype(np.float64)
-            pm_in = pm[start:stop]
-            for r in range(stop - start):
-                new = _log_memberships(agg[r] + d_in[r] @ pm_in, inv)  # d_in[r, r] = 0
-                i = start + r
-                change += np.abs(np.exp(new) - np.exp(log_p[i])).sum()
-                log_p[i] = new
-                pm_in[r] = np.exp(m * new)
-        return objective, change / n
-
-    def _objective(self, Xn, sq, full, block, pm) -> float:
+    def block_pass(self, Xn, sq, block, pm) -> float:
+        """One pass of distance blocks and aggregations ``sum_i p_i^m . (D p^m)_i`` (the blocked algorithm's
+        dense work, exposed for benchmarks)."""
         total = 0.0
         for start in range(0, Xn.shape[0], block):
             stop = min(Xn.shape[0], start + block)
-            d = self._distance_block(Xn, sq, full, start, stop)
+            d = self._distance_block(Xn, sq, None, start, stop)
             total += float(np.sum(pm[start:stop] * (d @ pm), dtype=np.float64))
         return total
 
@@ -237,6 +321,13 @@ def direct_row_update(s: np.ndarray, m: float) -> np.ndarray:
     """The update as written, ``s^(-1/(m-1)) / sum s^(-1/(m-1))``: for tests where it is finite."""
     w = s ** (-1.0 / (m - 1.0))
     return w / w.sum(axis=-1, keepdims=True)
+
+
+def _log_memberships_row(s: np.ndarray, inv: float) -> np.ndarray:
+    """:func:`_log_memberships` for one row, without scipy's overhead (it runs N times a sweep)."""
+    logits = -inv * np.log(np.maximum(s, _TINY))
+    top = logits.max()
+    return logits - (top + np.log(np.exp(logits - top).sum()))
 
 
 def _log_memberships(s: np.ndarray, inv: float) -> np.ndarray:
