@@ -9,7 +9,10 @@ from .conftest import run
 
 pytestmark = pytest.mark.slow
 
-OUTS = ["reports/schrodinger_pca.ipynb", "reports/schrodinger_pca.html", "reports/index.html", "metrics/schrodinger_pca.json"]
+OUTS = [
+    "reports/schrodinger_pca.ipynb", "reports/schrodinger_pca.html", "reports/index.html", "metrics/schrodinger_pca.json",
+    "reports/pac.ipynb", "reports/pac.html", "metrics/pac.json", "models/pac/dpac_digits.safetensors",
+]  # fmt: skip
 
 
 def test_repro_then_noop_then_experiment(project):
@@ -46,7 +49,7 @@ def test_repro_then_noop_then_experiment(project):
 
 
 def test_same_params_give_the_same_metrics(project):
-    run(["dvc", "repro"], project)
+    run(["dvc", "repro", "schrodinger_pca"], project)
     first = json.loads((project / "metrics/schrodinger_pca.json").read_text())
     run(["dvc", "repro", "--force", "schrodinger_pca"], project)
     second = json.loads((project / "metrics/schrodinger_pca.json").read_text())
@@ -59,10 +62,11 @@ def test_failing_cell_fails_the_stage_and_leaves_no_stale_outs(project):
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells.insert(4, nbformat.v4.new_code_cell('raise RuntimeError("deliberate failure for the test")'))
     nbformat.write(nb, nb_path)
-    result = run(["dvc", "repro"], project, check=False)
+    result = run(["dvc", "repro", "schrodinger_pca"], project, check=False)
     assert result.returncode != 0
     assert "deliberate failure for the test" in result.stderr
-    for out in OUTS + ["reports/figures/schrodinger_pca"]:
+    stale = ["reports/schrodinger_pca.ipynb", "metrics/schrodinger_pca.json", "reports/figures/schrodinger_pca"]
+    for out in stale:
         assert not (project / out).exists(), out
     assert (project / "reports/schrodinger_pca.failed.ipynb").exists()
     assert not list((project / "reports").glob(".staging-*"))

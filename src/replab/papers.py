@@ -16,6 +16,11 @@ PAPERS: dict[str, Paper] = {
     p.key: p
     for p in [
         Paper(
+            "pac",
+            "PAC / DPAC: probability aggregation clustering",
+            "Yan, Lu, Yan. Deep Online Probability Aggregation Clustering. ECCV 2024, arXiv:2407.05246",
+        ),
+        Paper(
             "schrodinger_pca",
             "Schrödinger PCA",
             "Liu, Qian, Wang, Yan, Yang. Schrödinger PCA: on the duality between PCA and Schrödinger equation. "

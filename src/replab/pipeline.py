@@ -17,6 +17,7 @@ NOTEBOOKS = Path("notebooks")
 STRIPPED = Path("build/notebooks")  # written by the strip stages of dvc.yaml
 REPORTS = Path("reports")
 METRICS = Path("metrics")
+MODELS = Path("models")  # checkpoints: DVC outs, pushed to the remote
 
 
 class StageError(RuntimeError):
@@ -28,6 +29,7 @@ def outputs(key: str) -> dict[str, Path]:
         "notebook": REPORTS / f"{key}.ipynb",
         "figures": REPORTS / "figures" / key,
         "metrics": METRICS / f"{key}.json",
+        "models": MODELS / key,
         "failed": REPORTS / f"{key}.failed.ipynb",
     }
 
@@ -74,8 +76,9 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
     staging.mkdir(parents=True)
     try:
         parameters.update(
-            metrics_path=str(staging / "metrics.json"), figures_dir=str(staging / "figures"), data_dir="data"
-        )
+            metrics_path=str(staging / "metrics.json"), figures_dir=str(staging / "figures"),
+            models_dir=str(staging / "models"), data_dir="data",
+        )  # fmt: skip
         executed = staging / "executed.ipynb"
         try:
             papermill.execute_notebook(
@@ -97,6 +100,9 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
             (staging / "figures").replace(outs["figures"])
         else:
             outs["figures"].mkdir()
+        if (staging / "models").exists():
+            outs["models"].parent.mkdir(parents=True, exist_ok=True)
+            (staging / "models").replace(outs["models"])
         (staging / "metrics.json").replace(outs["metrics"])
         executed.replace(outs["notebook"])
     finally:

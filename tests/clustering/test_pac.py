@@ -125,3 +125,14 @@ def test_scikit_learn_estimator_checks():
         )
     }  # fmt: skip
     check_estimator(PAC(n_clusters=2, metric="sqeuclidean", max_iter=5, random_state=0), expected_failed_checks=expected)
+
+
+def test_does_not_stop_at_the_near_uniform_start():
+    # Nearly equidistant points (high-dimensional, weak clusters): the paper's change-only rule stops at
+    # the near-uniform start; PAC must run on until the rows commit to clusters.
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 200))
+    X = rng.standard_normal((400, 200)) + 0.6 * centres[np.repeat(np.arange(4), 100)]
+    model = PAC(4, random_state=0, max_iter=200).fit(X)
+    assert model.probabilities_.max(axis=1).mean() > 0.5
+    assert clustering_accuracy(np.repeat(np.arange(4), 100), model.labels_) > 0.9

@@ -26,6 +26,16 @@ def test_triton_kernel_matches_torch_reference(batch, dim, k, m):
     torch.testing.assert_close(got.sum(1), torch.ones(batch, device=DEVICE))
 
 
+@needs_triton
+@pytest.mark.parametrize("splits", [1, 2, 3])
+def test_column_slices_add_up(splits):
+    from replab.kernels.pac_aggregate import _pac_target_triton
+
+    h, q = torch.randn(70, 24).to(DEVICE), torch.softmax(torch.randn(70, 5), 1).to(DEVICE)
+    got = _pac_target_triton(h, q, 1.1, block_m=16, block_n=16, splits=splits)
+    torch.testing.assert_close(got, pac_target_reference(h, q, 1.1), atol=5e-5, rtol=1e-4)
+
+
 def test_reference_is_the_paper_formula_where_finite():
     h = torch.randn(12, 5, dtype=torch.float64)
     q = torch.softmax(torch.randn(12, 3, dtype=torch.float64), 1)

@@ -1,0 +1,191 @@
+"""DPAC (deep online PAC) training: backbone + clustering head + projection head, trained with
+:class:`~replab.clustering.online.OnlinePAC` on two augmented views, after an optional SimCLR warm-up.
+
+The paper trains a ResNet-34 on CIFAR/STL; here the same loop runs a small CNN on 8x8 digits (scaled down).
+Checkpoints are safetensors files (tensors only, nothing unpickled when loading).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .online import OnlinePAC, info_nce
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DPACConfig:
+    n_clusters: int = 10
+    image_size: int = 8
+    width: int = 32  # channels of the first conv layer
+    feature_dim: int = 64
+    projection_dim: int = 128
+    m: float = 1.03
+    temperature: float = 0.5
+    warmup_epochs: int = 20  # SimCLR (InfoNCE only) before the clustering loss
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+class SmallCNN(nn.Module):
+    """Backbone for small grey images: three 3x3 conv blocks and global average pooling."""
+
+    def __init__(self, width: int = 32, feature_dim: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, feature_dim, 3, padding=1), nn.BatchNorm2d(feature_dim), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class DPAC(nn.Module):
+    def __init__(self, config: DPACConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = SmallCNN(config.width, config.feature_dim)
+        self.cluster_head = nn.Linear(config.feature_dim, config.n_clusters)
+        self.projection_head = nn.Sequential(
+            nn.Linear(config.feature_dim, config.feature_dim), nn.ReLU(), nn.Linear(config.feature_dim, config.projection_dim)
+        )
+
+    def forward(self, x):
+        h = self.backbone(x)
+        return h, self.cluster_head(h), self.projection_head(h)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """``(features, cluster probabilities)`` in eval mode."""
+        self.eval()
+        feats, probs = [], []
+        for start in range(0, len(images), batch_size):
+            h, logits, _ = self(images[start : start + batch_size])
+            feats.append(h)
+            probs.append(torch.softmax(logits, 1))
+        return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random view of a batch of images (N, 1, H, W) in [0, 1]: small rotation, scale and shift, pixel
+    noise, and a random erased patch — the digit analogue of SimCLR's crop/colour augmentations."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=generator) - 0.5) * (math.pi / 6)
+    scale = 0.9 + 0.2 * torch.rand(n, generator=generator)
+    shift = (torch.rand(n, 2, generator=generator) - 0.5) * 0.3
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    out = out + 0.05 * torch.randn(out.shape, generator=generator)
+    h, w = x.shape[-2:]
+    top = torch.randint(0, h - 1, (n,), generator=generator)
+    left = torch.randint(0, w - 1, (n,), generator=generator)
+    erase = torch.rand(n, generator=generator) < 0.5
+    rows = torch.arange(h)[None, :, None]
+    cols = torch.arange(w)[None, None, :]
+    patch = (rows >= top[:, None, None]) & (rows < top[:, None, None] + 2) & (cols >= left[:, None, None]) & (cols < left[:, None, None] + 2)
+    out = torch.where((patch & erase[:, None, None])[:, None], torch.zeros_like(out), out)
+    return out.clamp(0, 1)
+
+
+@dataclass
+class TrainingHistory:
+    epoch: list[int] = field(default_factory=list)
+    phase: list[str] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    info_nce: list[float] = field(default_factory=list)
+
+
+def train(images: torch.Tensor, config: DPACConfig, progress: bool = True) -> tuple[DPAC, TrainingHistory]:
+    """Train on ``images`` (N, 1, H, W) in [0, 1]; deterministic for a given ``config.seed``."""
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must be (N, 1, H, W), got {tuple(images.shape)}")
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = DPAC(config)
+    loss_fn = OnlinePAC(config.m, config.temperature)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = TrainingHistory()
+    total = config.warmup_epochs + config.epochs
+    bar = tqdm(range(total), desc="DPAC", disable=not progress)
+    for epoch in bar:
+        phase = "simclr" if epoch < config.warmup_epochs else "dpac"
+        model.train()
+        order = torch.randperm(len(images), generator=generator)
+        sums = {"loss": 0.0, "kl": 0.0, "info_nce": 0.0}
+        batches = 0
+        for start in range(0, len(images), config.batch_size):
+            batch = images[order[start : start + config.batch_size]]
+            if len(batch) < 2:
+                continue
+            v1, v2 = augment(batch, generator), augment(batch, generator)
+            h1, logits1, z1 = model(v1)
+            _, _, z2 = model(v2)
+            if phase == "simclr":
+                nce = info_nce(z1, z2, config.temperature)
+                out = {"loss": nce, "kl": torch.tensor(float("nan")), "info_nce": nce}
+            else:
+                out = loss_fn(h1, logits1, z1, z2)
+            optimiser.zero_grad()
+            out["loss"].backward()
+            optimiser.step()
+            for key in sums:
+                sums[key] += float(out[key].detach())
+            batches += 1
+        history.epoch.append(epoch)
+        history.phase.append(phase)
+        for key in sums:
+            getattr(history, key).append(sums[key] / max(batches, 1))
+        bar.set_postfix(phase=phase, loss=f"{history.loss[-1]:.3f}")
+    return model, history
+
+
+def save_checkpoint(model: DPAC, path: Path, history: TrainingHistory | None = None) -> Path:
+    """``path`` (.safetensors) with the weights; the config (and history) in the same file's metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"config": json.dumps(asdict(model.config))}
+    if history is not None:
+        metadata["history"] = json.dumps(asdict(history))
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: Path) -> DPAC:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        config = DPACConfig(**json.loads(f.metadata()["config"]))
+    model = DPAC(config)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def digits_images(X: np.ndarray) -> torch.Tensor:
+    """scikit-learn digits (N, 64) in 0..16 -> (N, 1, 8, 8) in [0, 1]."""
+    return torch.from_numpy(np.asarray(X, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0)
