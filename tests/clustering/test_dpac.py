@@ -54,3 +54,31 @@ def test_augment_keeps_shape_range_and_varies():
 def test_bad_image_shape():
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         dpac.train(torch.zeros(4, 8, 8), dpac.DPACConfig(epochs=1), progress=False)
+
+
+def test_resnet18_backbone_on_colour_images():
+    config = dpac.DPACConfig(n_clusters=3, channels=3, backbone="resnet18", feature_dim=512, warmup_epochs=0, epochs=1,
+                             batch_size=8)  # fmt: skip
+    images = torch.rand(16, 3, 32, 32)
+    model, history = dpac.train(images, config, progress=False)
+    features, probs = model.embed(images)
+    assert features.shape == (16, 512) and probs.shape == (16, 3) and np.isfinite(history.loss[0])
+    with pytest.raises(ValueError, match="feature_dim must be 512"):
+        dpac.DPAC(dpac.DPACConfig(backbone="resnet18", channels=3))
+
+
+def test_cifar10_binary_reader(tmp_path):
+    from replab.clustering import cifar
+
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in cifar.BIN_FILES:
+        records = rng.integers(0, 256, (3, cifar.RECORD), dtype=np.uint8)
+        records[:, 0] = [1, 7, 9]
+        records.tofile(folder / name)
+    images, labels = cifar.load_cifar10(tmp_path)
+    assert images.shape == (18, 3, 32, 32) and images.dtype == np.uint8
+    assert labels.tolist() == [1, 7, 9] * 6
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 not found"):
+        cifar.load_cifar10(tmp_path / "missing")

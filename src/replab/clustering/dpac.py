@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class DPACConfig:
     n_clusters: int = 10
-    image_size: int = 8
+    channels: int = 1
+    backbone: str = "small_cnn"  # small_cnn (8x8 digits) | resnet18 (CIFAR-style stem, for 32x32 images)
     width: int = 32  # channels of the first conv layer
     feature_dim: int = 64
     projection_dim: int = 128
@@ -42,12 +43,12 @@ class DPACConfig:
 
 
 class SmallCNN(nn.Module):
-    """Backbone for small grey images: three 3x3 conv blocks and global average pooling."""
+    """Backbone for small images: three 3x3 conv blocks and global average pooling."""
 
-    def __init__(self, width: int = 32, feature_dim: int = 64):
+    def __init__(self, width: int = 32, feature_dim: int = 64, channels: int = 1):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(2 * width, feature_dim, 3, padding=1), nn.BatchNorm2d(feature_dim), nn.ReLU(),
@@ -58,11 +59,54 @@ class SmallCNN(nn.Module):
         return self.net(x)
 
 
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.skip(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 with the CIFAR stem (3x3 conv, no max-pool), as contrastive-clustering papers use for 32x32
+    images; the feature is the 512-d pooled output. (torchvision's resnet18 has the ImageNet stem, and
+    torchvision does not install beside this project's pinned torch.)"""
+
+    def __init__(self, channels: int = 3, width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        layers, cin = [], width
+        for i, cout in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            stride = 1 if i == 0 else 2
+            layers += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = cin
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
+
+
 class DPAC(nn.Module):
     def __init__(self, config: DPACConfig):
         super().__init__()
         self.config = config
-        self.backbone = SmallCNN(config.width, config.feature_dim)
+        if config.backbone == "resnet18":
+            self.backbone = ResNet18(config.channels)
+            if config.feature_dim != self.backbone.out_dim:
+                raise ValueError(f"feature_dim must be {self.backbone.out_dim} for resnet18, got {config.feature_dim}")
+        elif config.backbone == "small_cnn":
+            self.backbone = SmallCNN(config.width, config.feature_dim, config.channels)
+        else:
+            raise ValueError(f"backbone must be 'small_cnn' or 'resnet18', got {config.backbone!r}")
         self.cluster_head = nn.Linear(config.feature_dim, config.n_clusters)
         self.projection_head = nn.Sequential(
             nn.Linear(config.feature_dim, config.feature_dim), nn.ReLU(), nn.Linear(config.feature_dim, config.projection_dim)
@@ -76,11 +120,12 @@ class DPAC(nn.Module):
     def embed(self, images: torch.Tensor, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """``(features, cluster probabilities)`` in eval mode."""
         self.eval()
+        device = next(self.parameters()).device
         feats, probs = [], []
         for start in range(0, len(images), batch_size):
-            h, logits, _ = self(images[start : start + batch_size])
-            feats.append(h)
-            probs.append(torch.softmax(logits, 1))
+            h, logits, _ = self(images[start : start + batch_size].to(device))
+            feats.append(h.cpu())
+            probs.append(torch.softmax(logits, 1).cpu())
         return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 
@@ -95,6 +140,13 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    if x.shape[1] == 3:  # colour images: horizontal flips and brightness/contrast jitter, as in SimCLR
+        flip = torch.rand(n, generator=generator) < 0.5
+        out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        contrast = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=generator)
+        brightness = 0.4 * (torch.rand(n, 1, 1, 1, generator=generator) - 0.5)
+        out = (out - mean) * contrast + mean + brightness
     out = out + 0.05 * torch.randn(out.shape, generator=generator)
     h, w = x.shape[-2:]
     top = torch.randint(0, h - 1, (n,), generator=generator)
@@ -116,13 +168,14 @@ class TrainingHistory:
     info_nce: list[float] = field(default_factory=list)
 
 
-def train(images: torch.Tensor, config: DPACConfig, progress: bool = True) -> tuple[DPAC, TrainingHistory]:
-    """Train on ``images`` (N, 1, H, W) in [0, 1]; deterministic for a given ``config.seed``."""
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"images must be (N, 1, H, W), got {tuple(images.shape)}")
+def train(images: torch.Tensor, config: DPACConfig, progress: bool = True, device: str = "cpu") -> tuple[DPAC, TrainingHistory]:
+    """Train on ``images`` (N, C, H, W) in [0, 1] with C = ``config.channels``; deterministic for a given
+    ``config.seed`` on the CPU. Augmentation runs on the CPU; batches move to ``device``."""
+    if images.ndim != 4 or images.shape[1] != config.channels:
+        raise ValueError(f"images must be (N, {config.channels}, H, W), got {tuple(images.shape)}")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = DPAC(config)
+    model = DPAC(config).to(device)
     loss_fn = OnlinePAC(config.m, config.temperature)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainingHistory()
@@ -138,7 +191,7 @@ def train(images: torch.Tensor, config: DPACConfig, progress: bool = True) -> tu
             batch = images[order[start : start + config.batch_size]]
             if len(batch) < 2:
                 continue
-            v1, v2 = augment(batch, generator), augment(batch, generator)
+            v1, v2 = augment(batch, generator).to(device), augment(batch, generator).to(device)
             h1, logits1, z1 = model(v1)
             _, _, z2 = model(v2)
             if phase == "simclr":
@@ -170,7 +223,7 @@ def save_checkpoint(model: DPAC, path: Path, history: TrainingHistory | None = N
     if history is not None:
         metadata["history"] = json.dumps(asdict(history))
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
     tmp.replace(path)
     return path
 
@@ -182,7 +235,7 @@ def load_checkpoint(path: Path) -> DPAC:
     with safe_open(str(path), framework="pt") as f:
         config = DPACConfig(**json.loads(f.metadata()["config"]))
     model = DPAC(config)
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(load_file(str(path), device="cpu"))
     return model.eval()
 
 
