@@ -1,0 +1,66 @@
+"""Small layer chains for pipeline experiments: a tiny transformer language model and an MLP, each a
+plain list of modules so any contiguous range of them is a pipeline stage."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (causal self-attention + MLP)."""
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+
+    def forward(self, x):
+        seq = x.shape[1]
+        mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=x.device), 1)
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class Embed(nn.Module):
+    def __init__(self, vocab: int, d_model: int, seq_len: int):
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(vocab, d_model), nn.Embedding(seq_len, d_model)
+
+    def forward(self, ids):
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        return self.tokens(ids) + self.positions(pos)[None]
+
+
+class Head(nn.Module):
+    def __init__(self, d_model: int, vocab: int):
+        super().__init__()
+        self.norm, self.out = nn.LayerNorm(d_model), nn.Linear(d_model, vocab)
+
+    def forward(self, x):
+        return self.out(self.norm(x))
+
+
+def tiny_transformer(n_blocks: int = 4, d_model: int = 64, n_heads: int = 4, vocab: int = 64, seq_len: int = 32,
+                     seed: int = 0) -> list[nn.Module]:  # fmt: skip
+    """Embedding, ``n_blocks`` transformer blocks, and the LM head, as a list (same weights for a seed)."""
+    torch.manual_seed(seed)
+    return [Embed(vocab, d_model, seq_len), *[Block(d_model, n_heads) for _ in range(n_blocks)], Head(d_model, vocab)]
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def copy_task(n_batches: int, batch: int, seq_len: int, vocab: int, seed: int = 0):
+    """Next-token prediction on sequences that repeat a random half: learnable, so losses fall."""
+    g = torch.Generator().manual_seed(seed)
+    half = seq_len // 2 + 1
+    out = []
+    for _ in range(n_batches):
+        first = torch.randint(0, vocab, (batch, half), generator=g)
+        seq = torch.cat([first, first], dim=1)[:, : seq_len + 1]
+        out.append((seq[:, :-1].contiguous(), seq[:, 1:].contiguous()))
+    return out
