@@ -90,7 +90,7 @@ def test_measure_layers_on_this_machine():
     from replab.edge.profiles import measure_layers
 
     layers = [torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 16)]
-    recs = measure_layers(layers, torch.randn(4, 8, 32), repeats=2)
+    recs = measure_layers(layers, torch.randn(4, 8, 32), repeats=2, min_seconds=0.01)
     assert [r.type for r in recs] == ["Linear", "GELU", "Linear"]
     assert recs[0].flops == 2 * 4 * 8 * 32 * 64 and recs[0].seq_len == 8 and recs[0].batch == 4
     assert all(r.forward_ms > 0 and r.backward_ms > 0 for r in recs)

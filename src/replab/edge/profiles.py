@@ -6,6 +6,7 @@ The predictor and the partitioner read these; :func:`measure_layers` fills them 
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -68,15 +69,18 @@ class DeviceProfile(_Strict):
             raise ValueError(f"{path}: not a valid device profile: {exc}") from None
 
 
-def _features(module, x, y) -> tuple[int, int, int, int]:
-    batch = x.shape[0]
+def _features(x, y) -> tuple[int, int, int, int]:
+    if not x.is_floating_point():  # token ids (batch, seq)
+        return 1, int(y.shape[-1]), int(x.shape[1]) if x.ndim > 1 else 1, int(x.shape[0])
     seq = x.shape[1] if x.ndim == 3 else 1
-    return int(x.shape[-1]), int(y.shape[-1]), int(seq), int(batch)
+    return int(x.shape[-1]), int(y.shape[-1]), int(seq), int(x.shape[0])
 
 
-def measure_layers(layers, example, repeats: int = 5, names: list[str] | None = None) -> list[LayerRecord]:
-    """Forward and backward time of each module of ``layers`` (applied in sequence to ``example``), median of
-    ``repeats``; FLOPs from torch's FlopCounterMode."""
+def measure_layers(layers, example, repeats: int = 5, names: list[str] | None = None,
+                   min_seconds: float = 0.2) -> list[LayerRecord]:  # fmt: skip
+    """Forward and backward time of each module of ``layers`` (applied in sequence to ``example``): the mean
+    over at least ``repeats`` calls and ``min_seconds`` of wall time, so that CPU-quota throttling (which
+    short bursts escape) shows in the figure; FLOPs from torch's FlopCounterMode."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -88,43 +92,46 @@ def measure_layers(layers, example, repeats: int = 5, names: list[str] | None = 
             y = layer(x)
         flops = float(counter.get_total_flops())
         grad = torch.ones_like(y)
-        fwd, bwd = [], []
-        for _ in range(repeats + 1):  # the first round warms caches and allocators, and is dropped
+        wrt = ([x] if x.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
+
+        def once():
             start = time.perf_counter()
-            y = layer(x)
+            out = layer(x)
             mid = time.perf_counter()
-            if y.requires_grad:
-                torch.autograd.grad(y, [x] + [p for p in layer.parameters() if p.requires_grad], grad, allow_unused=True)
-            end = time.perf_counter()
-            fwd.append(mid - start)
-            bwd.append(end - mid)
-        fwd, bwd = fwd[1:], bwd[1:]
+            if out.requires_grad and wrt:
+                torch.autograd.grad(out, wrt, grad, allow_unused=True)
+            return mid - start, time.perf_counter() - mid
+
+        once()  # warm caches and allocators
+        fwd = bwd = 0.0
+        calls, began = 0, time.perf_counter()
+        while calls < repeats or time.perf_counter() - began < min_seconds:
+            f, b = once()
+            fwd, bwd, calls = fwd + f, bwd + b, calls + 1
         params = sum(p.numel() * p.element_size() for p in layer.parameters())
         nbytes = params + x.numel() * x.element_size() + y.numel() * y.element_size()
-        fin, fout, seq, batch = _features(layer, x, y)
+        fin, fout, seq, batch = _features(x, y)
         records.append(LayerRecord(
             name=names[idx] if names else f"{idx}", type=type(layer).__name__, in_features=fin, out_features=fout,
             seq_len=seq, batch=batch, flops=flops, bytes=float(nbytes),
-            forward_ms=1e3 * sorted(fwd)[len(fwd) // 2], backward_ms=1e3 * sorted(bwd)[len(bwd) // 2],
+            forward_ms=1e3 * fwd / calls, backward_ms=1e3 * bwd / calls,
         ))  # fmt: skip
         x = y.detach()
     return records
 
 
-def matmul_gflops(size: int = 512, repeats: int = 5) -> float:
-    """Sustained fp32 GFLOP/s of a square matrix product here (the device descriptor's speed figure)."""
+def matmul_gflops(size: int = 256, seconds: float = 0.5) -> float:
+    """Sustained fp32 GFLOP/s of square matrix products here over ``seconds`` (long enough for a CPU quota's
+    throttling to show): the device descriptor's speed figure."""
     import torch
 
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
 
 
 def this_machine(name: str, cpu_share: float, memory_mb: float, link: Link, layers: list[LayerRecord]) -> DeviceProfile:
@@ -132,3 +139,85 @@ def this_machine(name: str, cpu_share: float, memory_mb: float, link: Link, laye
         name=name, kind="measured", source=f"measured with replab.edge.profiles on {platform.machine()} ({platform.processor() or 'cpu'})",
         cpu_share=cpu_share, memory_mb=memory_mb, gflops=matmul_gflops(), link=link, layers=layers,
     )  # fmt: skip
+
+
+# The layer chains a profile measures: pipeline layers (embedding, transformer blocks, head) of tiny
+# transformers over a grid of widths, sequence lengths and batch sizes, so the predictor sees varied shapes.
+PROFILE_GRID = [
+    {"d_model": d, "seq_len": s, "batch": b}
+    for d in (32, 64, 128) for s in (16, 64) for b in (4, 16)
+]  # fmt: skip
+
+
+def measure_transformer_layers(grid=None, repeats: int = 3) -> list[LayerRecord]:
+    import torch
+
+    from .models import tiny_transformer
+
+    torch.manual_seed(0)
+    records = []
+    for cfg in grid or PROFILE_GRID:
+        layers = tiny_transformer(n_blocks=1, d_model=cfg["d_model"], n_heads=4, vocab=64, seq_len=cfg["seq_len"])
+        ids = torch.randint(0, 64, (cfg["batch"], cfg["seq_len"]))
+        tag = f"d{cfg['d_model']}-s{cfg['seq_len']}-b{cfg['batch']}"
+        records += measure_layers(layers, ids, repeats, names=[f"{tag}/embed", f"{tag}/block", f"{tag}/head"])
+    return records
+
+
+def _measure_here(name: str, cpu_share: float, memory_mb: float, bandwidth_mbit: float, out: Path, source: str) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(round(cpu_share))) if cpu_share >= 1 else 1)
+    layers = measure_transformer_layers()
+    profile = DeviceProfile(
+        name=name, kind="measured", source=source, cpu_share=cpu_share, memory_mb=memory_mb,
+        gflops=matmul_gflops(), link=Link(bandwidth_mbit=bandwidth_mbit, delay_ms=0.1), layers=layers,
+    )  # fmt: skip
+    profile.save(out)
+
+
+def measure_profile(name: str, cpu_share: float, out: str | Path, memory_mb: float = 1024, bandwidth_mbit: float = 100) -> Path:
+    """Measure this machine as a device with ``cpu_share`` cores: inside a cgroup CPU quota when emulation is
+    available (root), else as is (and the source says so)."""
+    import json
+    import subprocess
+    import sys
+
+    from .emulate import EmulatedCluster, EmulatedDevice
+
+    out = Path(out)
+    device = EmulatedDevice(name, cpu_share, int(memory_mb) + 1024, bandwidth_mbit)
+    with EmulatedCluster([device]) as cluster:
+        how = (f"cgroup v1 CPU quota {cpu_share:g} core(s)" if cluster.emulated
+               else f"no CPU quota applied ({cluster.reason}); cpu_share is nominal")  # fmt: skip
+        source = f"measured with replab.edge.profiles on {platform.machine()} ({os.cpu_count()} cores), {how}"
+        args = json.dumps([name, cpu_share, memory_mb, bandwidth_mbit, str(out), source])
+        code = "import json, sys; from pathlib import Path; from replab.edge.profiles import _measure_here as m; a = json.loads(sys.argv[1]); a[4] = Path(a[4]); m(*a)"
+        subprocess.run(cluster.command(0) + [sys.executable, "-c", code, args], check=True)
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description="measure this machine as an edge device profile")
+    p.add_argument("name")
+    p.add_argument("--cpu-share", type=float, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--memory-mb", type=float, default=1024)
+    p.add_argument("--bandwidth-mbit", type=float, default=100)
+    a = p.parse_args()
+    print(measure_profile(a.name, a.cpu_share, a.out, a.memory_mb, a.bandwidth_mbit))
+
+
+def roofline_profile(name: str, source: str, peak_gflops: float, bandwidth_gbs: float, efficiency: float,
+                     cpu_share: float, memory_mb: float, link: Link, layers: list[LayerRecord]) -> DeviceProfile:  # fmt: skip
+    """A "published" profile: per-layer times estimated as ``max(FLOPs / (efficiency * peak), bytes /
+    bandwidth)`` (backward twice forward) from a device's published figures. Estimates, not measurements:
+    the source field says which figures were used."""
+    estimated = []
+    for rec in layers:
+        fwd_s = max(rec.flops / (efficiency * peak_gflops * 1e9), rec.bytes / (bandwidth_gbs * 1e9))
+        estimated.append(rec.model_copy(update={"forward_ms": 1e3 * fwd_s, "backward_ms": 2e3 * fwd_s}))
+    return DeviceProfile(name=name, kind="published", source=source, cpu_share=cpu_share, memory_mb=memory_mb,
+                         gflops=efficiency * peak_gflops, link=link, layers=estimated)  # fmt: skip
