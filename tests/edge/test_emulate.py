@@ -32,7 +32,7 @@ def test_cluster_is_created_connected_shaped_and_fully_removed():
         qdisc = subprocess.run(["tc", "-n", cluster.namespace(1), "qdisc", "show", "dev", "eth0"], capture_output=True, text=True)
         assert "tbf" in qdisc.stdout and "20Mbit" in qdisc.stdout
         quota = (cluster._cgroup("cpu", 1) / "cpu.cfs_quota_us").read_text().strip()
-        assert quota == "25000"
+        assert quota == "2500"
     assert cluster.leftovers() == []
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CPU_PERIOD_US = 100_000
+CPU_PERIOD_US = 10_000  # short periods spread throttling evenly over ms-scale layers (less noise)
 # Joins the cgroups given as the first two arguments, then runs the rest (argv, no shell string from params).
 _JOIN = 'echo $$ > "$1" && echo $$ > "$2" && shift 2 && exec "$@"'
 

@@ -15,7 +15,8 @@ from sklearn.preprocessing import StandardScaler
 
 from .profiles import DeviceProfile, LayerRecord
 
-LAYER_TYPES = ("Linear", "Conv2d", "MultiheadAttention", "LayerNorm", "GELU", "ReLU", "Embedding", "Dropout", "other")
+LAYER_TYPES = ("Linear", "Conv2d", "MultiheadAttention", "LayerNorm", "GELU", "ReLU", "Embedding", "Dropout", "Embed",
+               "Block", "Head", "other")  # the last three: the pipeline layers of replab.edge.models
 
 
 def layer_features(record: LayerRecord, backward: bool) -> list[float]:

@@ -135,9 +135,9 @@ def boundary_shapes(layers, example, starts) -> list[tuple[int, ...]]:
     return shapes[:-1]
 
 
-def run_rank(rank: int, world: int, config: PipelineConfig) -> list[float]:
-    """One rank's part of training (the process group must be initialised). The last rank returns the mean
-    loss of each step; the others return an empty list."""
+def run_rank(rank: int, world: int, config: PipelineConfig) -> tuple[list[float], list[float]]:
+    """One rank's part of training (the process group must be initialised): ``(losses, step_end_seconds)``.
+    Only the last rank has losses (the mean over micro-batches of each step)."""
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
     from .models import copy_task, lm_loss, tiny_transformer
@@ -156,7 +156,8 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> list[float]:
     schedule_cls = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[config.schedule]
     schedule = schedule_cls(stage, config.n_microbatches, loss_fn=lm_loss)
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr) if any(True for _ in module.parameters()) else None
-    losses = []
+    losses, step_end = [], []
+    began = time.perf_counter()
     for x, y in data:
         if optimiser:
             optimiser.zero_grad()
@@ -170,7 +171,8 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> list[float]:
             schedule.step()
         if optimiser:
             optimiser.step()
-    return losses
+        step_end.append(time.perf_counter() - began)
+    return losses, step_end
 
 
 def _example_input(layers, config, rank, shapes, micro):
@@ -244,7 +246,8 @@ def launch(config: PipelineConfig, commands=None, master_addr: str = "127.0.0.1"
     if failed:
         raise RuntimeError("pipeline ranks failed:\n" + "\n".join(f"rank {r}: {err}" for r, err in failed))
     results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
-    return {"losses": results[-1]["losses"], "seconds": max(r["seconds"] for r in results), "ranks": results}
+    return {"losses": results[-1]["losses"], "step_seconds": results[-1]["step_seconds"],
+            "seconds": max(r["seconds"] for r in results), "ranks": results}  # fmt: skip
 
 
 def main() -> int:
@@ -259,9 +262,10 @@ def main() -> int:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         start = time.perf_counter()
-        losses = run_rank(rank, world, config)
+        losses, step_seconds = run_rank(rank, world, config)
         dist.barrier()
-        print(json.dumps({"rank": rank, "losses": losses, "seconds": time.perf_counter() - start}), flush=True)
+        print(json.dumps({"rank": rank, "losses": losses, "seconds": time.perf_counter() - start,
+                          "step_seconds": step_seconds}), flush=True)  # fmt: skip
     finally:
         dist.destroy_process_group()
     return 0

@@ -1,0 +1,89 @@
+"""The AccEPT experiments as functions (the notebook calls these; tests call them small)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .latency import LatencyPredictor, mape, samples, within
+from .partition import even_split, evaluate, partition
+from .profiles import DeviceProfile
+
+
+def split_layers(profile: DeviceProfile, test_fraction: float, seed: int) -> tuple[DeviceProfile, DeviceProfile]:
+    """The profile's layers split into train / held-out sets (by layer configuration)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(profile.layers))
+    n_test = max(1, int(round(test_fraction * len(idx))))
+    test, train = sorted(idx[:n_test]), sorted(idx[n_test:])
+    pick = lambda ids: replace_layers(profile, [profile.layers[i] for i in ids])  # noqa: E731
+    return pick(train), pick(test)
+
+
+def replace_layers(profile: DeviceProfile, layers) -> DeviceProfile:
+    return profile.model_copy(update={"layers": list(layers)})
+
+
+def predictor_study(known: list[DeviceProfile], unseen: DeviceProfile, measurements=(0, 5, 10, 20),
+                    test_fraction: float = 0.3, seed: int = 0) -> dict:  # fmt: skip
+    """Accuracy on held-out layers of the known devices, and on the unseen device after adapting on
+    ``n`` of its layer measurements (evaluated on layers it was not adapted on)."""
+    splits = [split_layers(p, test_fraction, seed) for p in known]
+    model = LatencyPredictor(random_state=seed).fit([train for train, _ in splits])
+    held = {}
+    for (train, test), prof in zip(splits, known):
+        truth = np.exp(samples(test)[1])
+        pred = model.predict_ms(test)
+        held[prof.name] = {"mape": mape(pred, truth), "within_10pct": within(pred, truth)}
+    adapt_pool, unseen_test = split_layers(unseen, test_fraction, seed + 1)
+    truth = np.exp(samples(unseen_test)[1])
+    curve = []
+    for n in measurements:
+        m = LatencyPredictor(random_state=seed).fit([train for train, _ in splits])
+        m.adapt(adapt_pool, n, seed=seed)
+        pred = m.predict_ms(unseen_test)
+        curve.append({"measurements": n, "mape": mape(pred, truth), "within_10pct": within(pred, truth)})
+    return {"held_out": held, "unseen": unseen.name, "unseen_curve": curve}
+
+
+def stage_layer_times(profiles: list[DeviceProfile], tag: str, n_blocks: int, predictor: LatencyPredictor | None = None):
+    """Per-layer forward+backward ms of the pipeline model (embed, ``n_blocks`` blocks, head) on each device:
+    measured (from the profile's records for configuration ``tag``) or predicted."""
+    out = []
+    for prof in profiles:
+        records = {r.name: r for r in prof.layers}
+        chain = [records[f"{tag}/embed"]] + [records[f"{tag}/block"]] * n_blocks + [records[f"{tag}/head"]]
+        if predictor is None:
+            out.append([r.forward_ms + r.backward_ms for r in chain])
+        else:
+            pred = predictor.predict_ms(prof, chain)
+            out.append(list(pred[0::2] + pred[1::2]))
+    return np.asarray(out)
+
+
+def plan(measured_ms: np.ndarray, predicted_ms: np.ndarray, boundary_bytes: float, bandwidth_mbit: list[float],
+         bits: int | None, memory_bytes: list[float] | None = None) -> dict:  # fmt: skip
+    """Even split vs the DP split on predicted times; stage times of both, predicted and measured."""
+    n_dev, n_layers = measured_ms.shape
+    bw = [b * 1e6 / 8 for b in bandwidth_mbit[: n_dev - 1]]
+    wire = boundary_bytes * (bits / 32 if bits else 1.0)
+    out_b = np.full(n_layers, wire)
+    mem = memory_bytes or [float("inf")] * n_dev
+    dp = partition(predicted_ms / 1e3, np.zeros(n_layers), out_b, mem, bw)
+    even = even_split(n_layers, n_dev)
+    out_fp32 = np.full(n_layers, boundary_bytes)
+    return {
+        "even_starts": even,
+        "dp_starts": list(dp.starts),
+        "even_measured": evaluate(even, measured_ms / 1e3, out_fp32, bw),
+        "dp_predicted": evaluate(dp.starts, predicted_ms / 1e3, out_b, bw),
+        "dp_measured": evaluate(dp.starts, measured_ms / 1e3, out_b, bw),
+    }
+
+
+def time_to_loss(losses: list[float], step_seconds: list[float], target: float, window: int = 3) -> float:
+    """Wall time at which the moving-average loss first reaches ``target`` (inf if never)."""
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    hit = np.flatnonzero(smooth <= target)
+    return float(step_seconds[hit[0] + window - 1]) if hit.size else float("inf")
