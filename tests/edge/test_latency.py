@@ -50,7 +50,7 @@ def test_fits_known_devices(world):
     for prof in known:
         _, y = samples(prof)
         pred = model.predict_ms(prof)
-        assert mape(pred, np.exp(y)) < 0.1
+        assert mape(pred, np.exp(y)) < 0.15
 
 
 def test_adapting_to_an_unseen_device_lowers_its_error_without_forgetting(world):

@@ -29,7 +29,8 @@ def layer_features(record: LayerRecord, backward: bool) -> list[float]:
 
 
 def samples(profile: DeviceProfile) -> tuple[np.ndarray, np.ndarray]:
-    """Feature rows and log-latency targets (ms) of a profile's measured layers, forward and backward."""
+    """Feature rows (layer features, then the log device descriptor) and log-latency targets (ms) of a
+    profile's measured layers, forward and backward."""
     desc = [np.log(v) for v in profile.descriptor()]
     X, y = [], []
     for rec in profile.layers:
@@ -38,6 +39,17 @@ def samples(profile: DeviceProfile) -> tuple[np.ndarray, np.ndarray]:
                 X.append(layer_features(rec, backward) + desc)
                 y.append(np.log(ms))
     return np.asarray(X), np.asarray(y)
+
+
+N_DESCRIPTOR = 3
+
+
+def _normalised(X: np.ndarray, y: np.ndarray | None = None):
+    """The network learns a device-independent cost, ``log(ms * gflops)``, from the layer features alone;
+    the device enters through its measured speed, so the model extrapolates to faster or slower devices
+    (with only two or three devices to learn from, a descriptor input would not)."""
+    log_gflops = X[:, -N_DESCRIPTOR + 1]
+    return X[:, :-N_DESCRIPTOR], (None if y is None else y + log_gflops), log_gflops
 
 
 def _calib_features(X: np.ndarray) -> np.ndarray:
@@ -58,18 +70,23 @@ class LatencyPredictor:
     def __init__(self, hidden: tuple[int, ...] = (64, 64), replay_size: int = 2000, random_state: int = 0):
         self.hidden, self.replay_size, self.random_state = hidden, replay_size, random_state
         self.scaler = StandardScaler()
-        self.model = MLPRegressor(hidden_layer_sizes=hidden, learning_rate_init=3e-3, max_iter=2000, random_state=random_state,
-                                  early_stopping=False, tol=1e-6)  # fmt: skip
+        self.model = MLPRegressor(hidden_layer_sizes=hidden, alpha=1e-3, learning_rate_init=3e-3, max_iter=5000,
+                                  random_state=random_state, tol=1e-6)  # fmt: skip
         self._replay: tuple[np.ndarray, np.ndarray] | None = None
         self._calibration: dict[str, np.ndarray] = {}  # per adapted device: ridge weights on _calib_features
 
     def fit(self, profiles: list[DeviceProfile]) -> LatencyPredictor:
         X, y = map(np.concatenate, zip(*(samples(p) for p in profiles)))
-        self.model.fit(self.scaler.fit_transform(X), y)
+        features, target, _ = _normalised(X, y)
+        self.model.fit(self.scaler.fit_transform(features), target)
         rng = np.random.default_rng(self.random_state)
         keep = rng.choice(len(y), size=min(self.replay_size, len(y)), replace=False)
         self._replay = (X[keep], y[keep])
         return self
+
+    def _log_ms(self, X: np.ndarray) -> np.ndarray:
+        features, _, log_gflops = _normalised(X)
+        return self.model.predict(self.scaler.transform(features)) - log_gflops
 
     def predict_ms(self, profile: DeviceProfile, records: list[LayerRecord] | None = None, backward: bool | None = None):
         """Predicted ms for ``records`` (default: the profile's layers), forward and backward interleaved as in
@@ -78,7 +95,7 @@ class LatencyPredictor:
         records = profile.layers if records is None else records
         directions = (False, True) if backward is None else (backward,)
         X = np.asarray([layer_features(r, b) + desc for r in records for b in directions])
-        log_ms = self.model.predict(self.scaler.transform(X))
+        log_ms = self._log_ms(X)
         if profile.name in self._calibration:
             log_ms = log_ms + _calib_features(X) @ self._calibration[profile.name]
         return np.exp(log_ms)
@@ -101,12 +118,11 @@ class LatencyPredictor:
         X_old, y_old = self._replay
         for _ in range(epochs):
             old = rng.choice(len(y_old), size=max(len(y_new), 16), replace=False)
-            X = np.concatenate([X_new, X_old[old]])
-            y = np.concatenate([y_new, y_old[old]])
-            self.model.partial_fit(self.scaler.transform(X), y)
+            features, target, _ = _normalised(np.concatenate([X_new, X_old[old]]), np.concatenate([y_new, y_old[old]]))
+            self.model.partial_fit(self.scaler.transform(features), target)
         # What the shared model still misses on this device (its own speed, memory-boundness): a ridge fit of
         # the residual log-latency on a few features, used only for this device.
-        residual = y_new - self.model.predict(self.scaler.transform(X_new))
+        residual = y_new - self._log_ms(X_new)
         F = _calib_features(X_new)
         self._calibration[profile.name] = np.linalg.solve(F.T @ F + ridge * np.eye(F.shape[1]), F.T @ residual)
         return self
