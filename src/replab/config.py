@@ -95,11 +95,54 @@ class PacParams(Strict):
         return self
 
 
+class EdgeDevice(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    cpu_share: float = Field(gt=0, le=64, description="cores (0.25 = a quarter of one core)")
+    memory_mb: int = Field(gt=0)
+    bandwidth_mbit: float = Field(gt=0)
+    profile: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="profiles/<profile>.yaml: its measured layer times")
+
+
+class AcceptScale(Strict):
+    n_blocks: int = Field(ge=1, le=48)
+    d_model: Literal[32, 64, 128] = Field(description="a width the shipped profiles measured")
+    seq_len: Literal[16, 64]
+    batch: int = Field(ge=2)
+    steps: int = Field(ge=3)
+
+
+class AcceptParams(Strict):
+    bits: Literal[2, 4, 8]
+    n_microbatches: Literal[1, 4] = Field(description="micro-batch = batch / n_microbatches must be a profiled batch (4 or 16)")
+    lr: float = Field(gt=0, le=1)
+    devices: list[EdgeDevice] = Field(min_length=2)
+    known_profiles: list[str] = Field(min_length=1)
+    unseen_profile: str
+    measurements: list[int] = Field(min_length=1)
+    compression_numel: int = Field(ge=1000)
+    scale: dict[Profile, AcceptScale]
+
+    @model_validator(mode="after")
+    def _checks(self):
+        missing = sorted(set(PROFILES) - set(self.scale))
+        if missing:
+            raise ValueError(f"scale needs an entry for every profile; missing {missing}")
+        if sum(d.cpu_share for d in self.devices) > 64:
+            raise ValueError("devices ask for more cores than any machine here has")
+        for name, sc in self.scale.items():
+            if sc.batch % self.n_microbatches or sc.batch // self.n_microbatches not in (4, 16):
+                raise ValueError(f"scale.{name}: batch / n_microbatches must be 4 or 16 (the profiled micro-batches)")
+            if sc.n_blocks + 2 < len(self.devices):
+                raise ValueError(f"scale.{name}: {sc.n_blocks + 2} layers cannot fill {len(self.devices)} stages")
+        return self
+
+
 class Params(Strict):
     profile: Profile
     seed: int = Field(ge=0, le=2**32 - 1)
     schrodinger_pca: SchrodingerPcaParams
     pac: PacParams
+    accept: AcceptParams
 
 
 class ParamsError(ValueError):

@@ -16,6 +16,11 @@ PAPERS: dict[str, Paper] = {
     p.key: p
     for p in [
         Paper(
+            "accept",
+            "AccEPT: edge pipeline-parallel training (reconstruction)",
+            "AccEPT: An Acceleration Scheme for Speeding Up Edge Pipeline-parallel Training. arXiv:2311.05827, IEEE TMC 2024",
+        ),
+        Paper(
             "pac",
             "PAC / DPAC: probability aggregation clustering",
             "Yan, Lu, Yan. Deep Online Probability Aggregation Clustering. ECCV 2024, arXiv:2407.05246",

@@ -87,3 +87,72 @@ def time_to_loss(losses: list[float], step_seconds: list[float], target: float, 
     smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
     hit = np.flatnonzero(smooth <= target)
     return float(step_seconds[hit[0] + window - 1]) if hit.size else float("inf")
+
+
+def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0) -> list[dict]:
+    """Ratio, reconstruction error and pack/unpack throughput against a memory copy, per bit width, on the
+    CPU torch path (timed in this process, best of ``reps``)."""
+    import time
+
+    import torch
+
+    from .compression import BITS, compress, decompress
+
+    x = torch.randn(numel, generator=torch.Generator().manual_seed(seed))
+
+    def best(fn):
+        fn()
+        out = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            out = min(out, time.perf_counter() - t)
+        return out
+
+    dst = torch.empty_like(x)
+    t_copy = best(lambda: dst.copy_(x))  # into a buffer already touched: the copy, not page faults
+    rows = []
+    for bits in BITS:
+        c = compress(x, bits, backend="torch")
+        y = decompress(c, backend="torch")
+        t_pack = best(lambda: compress(x, bits, backend="torch"))
+        t_unpack = best(lambda: decompress(c, backend="torch"))
+        rows.append({
+            "bits": bits, "ratio": x.numel() * 4 / c.nbytes,
+            "max_abs_error_over_step": float((y - x).abs().max()) / c.step,
+            "rmse": float(((y - x) ** 2).mean().sqrt()),
+            "pack_ms": 1e3 * t_pack, "unpack_ms": 1e3 * t_unpack, "copy_ms": 1e3 * t_copy,
+            "fraction_of_copy": t_copy / (t_pack + t_unpack),
+        })  # fmt: skip
+    return rows
+
+
+def run_pipeline(config, devices, emulate: bool = True) -> dict:
+    """Train with ``config`` on ``devices`` (one EmulatedDevice per stage) inside an emulated cluster when
+    possible; returns launch()'s result plus whether it was emulated."""
+    from .emulate import EmulatedCluster
+    from .pipeline import launch
+
+    with EmulatedCluster(devices) if emulate else _Loopback() as cluster:
+        n = len(devices)
+        result = launch(config, commands={i: cluster.command(i) for i in range(n)}, master_addr=cluster.master_addr,
+                        env_extra={i: cluster.env(i) for i in range(n)})  # fmt: skip
+        result["emulated"] = bool(getattr(cluster, "emulated", False))
+    return result
+
+
+class _Loopback:
+    emulated = False
+    master_addr = "127.0.0.1"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def command(self, i):
+        return []
+
+    def env(self, i):
+        return {}
