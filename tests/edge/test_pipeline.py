@@ -28,14 +28,14 @@ def test_three_stages_with_4bit_compression_stay_close_and_learn():
 def test_wire_format_round_trips_activations_and_gradients():
     x = torch.randn(3, 5, 7, requires_grad=True)
     wire = _EncodeFn.apply(x, 4)
-    assert wire.shape == (3, packed_len(35, 4)) and wire.dtype == torch.float32
-    back = _DecodeFn.apply(wire, (5, 7), 4)
-    step = (x.max() - x.min()) / 15
-    assert (back - x).abs().max() <= step  # per-sample ranges are narrower, so this bounds every sample
+    assert wire.shape == (packed_len(105, 4),) and wire.dtype == torch.float32
+    back = _DecodeFn.apply(wire, (3, 5, 7), 4)
+    step = float(x.detach().max() - x.detach().min()) / 15
+    assert (back - x).abs().max() <= step / 2 * (1 + 1e-5)
     back.sum().backward()
     assert torch.allclose(x.grad, torch.ones_like(x))  # a constant gradient survives exactly
     nan_wire = _EncodeFn.apply(torch.full((1, 4), float("nan")), 8)
-    assert torch.isnan(_DecodeFn.apply(nan_wire, (4,), 8)).all()  # divergence stays visible
+    assert torch.isnan(_DecodeFn.apply(nan_wire, (1, 4), 8)).all()  # divergence stays visible
 
 
 def test_stage_count_must_match_processes():

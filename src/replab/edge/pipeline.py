@@ -55,29 +55,27 @@ def _from_wire(wire: torch.Tensor, shape, bits: int) -> torch.Tensor:
 
 
 class _EncodeFn(torch.autograd.Function):
+    """Whole micro-batch tensor -> one compressed wire tensor (per-tensor min-max, as AccEPT specifies)."""
+
     @staticmethod
     def forward(ctx, x, bits):
         ctx.shape, ctx.bits = x.shape, bits
-        batch = x.shape[0]
-        per = math.prod(x.shape[1:])
-        length = packed_len(per, bits)
-        return torch.stack([_encode(x[i], bits, length) for i in range(batch)])
+        return _encode(x, bits, packed_len(x.numel(), bits))
 
     @staticmethod
     def backward(ctx, wire_grad):
-        sample = ctx.shape[1:]
-        return torch.stack([_from_wire(w, sample, ctx.bits) for w in wire_grad]), None
+        return _from_wire(wire_grad, ctx.shape, ctx.bits), None
 
 
 class _DecodeFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, wire, shape, bits):
-        ctx.bits, ctx.length = bits, wire.shape[1]
-        return torch.stack([_from_wire(w, shape, bits) for w in wire])
+        ctx.bits, ctx.length = bits, wire.shape[0]
+        return _from_wire(wire, shape, bits)
 
     @staticmethod
     def backward(ctx, grad):
-        return torch.stack([_encode(g, ctx.bits, ctx.length) for g in grad]), None, None
+        return _encode(grad, ctx.bits, ctx.length), None, None
 
 
 class _Encode(nn.Module):
@@ -90,12 +88,12 @@ class _Encode(nn.Module):
 
 
 class _Decode(nn.Module):
-    def __init__(self, sample_shape, bits: int):
+    def __init__(self, shape, bits: int):
         super().__init__()
-        self.sample_shape, self.bits = tuple(sample_shape), bits
+        self.shape, self.bits = tuple(shape), bits
 
     def forward(self, wire):
-        return _DecodeFn.apply(wire, self.sample_shape, self.bits)
+        return _DecodeFn.apply(wire, self.shape, self.bits)
 
 
 @dataclass
@@ -124,14 +122,14 @@ def stage_module(layers: list[nn.Module], config: PipelineConfig, stage: int, bo
 
 
 def boundary_shapes(layers, example, starts) -> list[tuple[int, ...]]:
-    """Per-sample shape of the tensor leaving each stage but the last (for the decoders)."""
+    """Shape of the micro-batch tensor leaving each stage but the last (for the decoders)."""
     shapes, x = [], example
     ends = starts[1:] + [len(layers)]
     with torch.no_grad():
         for a, b in zip(starts, ends):
             for layer in layers[a:b]:
                 x = layer(x)
-            shapes.append(tuple(x.shape[1:]))
+            shapes.append(tuple(x.shape))
     return shapes[:-1]
 
 
@@ -178,8 +176,8 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> tuple[list[float]
 def _example_input(layers, config, rank, shapes, micro):
     shape = shapes[rank - 1]
     if config.bits:
-        return torch.zeros(micro, packed_len(math.prod(shape), config.bits))
-    return torch.zeros(micro, *shape)
+        return torch.zeros(packed_len(math.prod(shape), config.bits))
+    return torch.zeros(*shape)
 
 
 def single_process_losses(config: PipelineConfig) -> list[float]:
