@@ -52,9 +52,22 @@ def _normalised(X: np.ndarray, y: np.ndarray | None = None):
     return X[:, :-N_DESCRIPTOR], (None if y is None else y + log_gflops), log_gflops
 
 
-def _calib_features(X: np.ndarray) -> np.ndarray:
-    """Intercept, log FLOPs, log bytes and the backward flag (columns 0, 1 and 6 of the layer features)."""
-    return np.column_stack([np.ones(len(X)), X[:, 0], X[:, 1], X[:, 6]])
+CALIBRATIONS = {
+    "offset": lambda X: np.ones((len(X), 1)),
+    # intercept, log FLOPs, log bytes, backward flag (columns 0, 1 and 6 of the layer features)
+    "linear": lambda X: np.column_stack([np.ones(len(X)), X[:, 0], X[:, 1], X[:, 6]]),
+}
+
+
+def _ridge(F: np.ndarray, r: np.ndarray, ridge: float) -> np.ndarray:
+    return np.linalg.solve(F.T @ F + ridge * np.eye(F.shape[1]), F.T @ r)
+
+
+def _loo_error(F: np.ndarray, r: np.ndarray, ridge: float) -> float:
+    """Leave-one-out squared error of a ridge fit (closed form through the hat matrix)."""
+    H = F @ np.linalg.solve(F.T @ F + ridge * np.eye(F.shape[1]), F.T)
+    resid = (r - H @ r) / np.clip(1 - np.diag(H), 1e-6, None)
+    return float(np.mean(resid**2))
 
 
 def within(pred_ms: np.ndarray, true_ms: np.ndarray, tolerance: float = 0.10) -> float:
@@ -73,7 +86,7 @@ class LatencyPredictor:
         self.model = MLPRegressor(hidden_layer_sizes=hidden, alpha=1e-3, learning_rate_init=3e-3, max_iter=5000,
                                   random_state=random_state, tol=1e-6)  # fmt: skip
         self._replay: tuple[np.ndarray, np.ndarray] | None = None
-        self._calibration: dict[str, np.ndarray] = {}  # per adapted device: ridge weights on _calib_features
+        self._calibration: dict[str, tuple[str, np.ndarray]] = {}  # per adapted device: (CALIBRATIONS key, weights)
 
     def fit(self, profiles: list[DeviceProfile]) -> LatencyPredictor:
         X, y = map(np.concatenate, zip(*(samples(p) for p in profiles)))
@@ -97,14 +110,15 @@ class LatencyPredictor:
         X = np.asarray([layer_features(r, b) + desc for r in records for b in directions])
         log_ms = self._log_ms(X)
         if profile.name in self._calibration:
-            log_ms = log_ms + _calib_features(X) @ self._calibration[profile.name]
+            kind, weights = self._calibration[profile.name]
+            log_ms = log_ms + CALIBRATIONS[kind](X) @ weights
         return np.exp(log_ms)
 
     def adapt(self, profile: DeviceProfile, n_measurements: int, epochs: int = 0, seed: int = 0,
               ridge: float = 0.1) -> LatencyPredictor:  # fmt: skip
-        """Adapt to ``profile`` (an unseen device) from ``n_measurements`` of its samples: a per-device ridge
-        correction of the log-latency (intercept, log FLOPs, log bytes, direction), which leaves the known
-        devices untouched. With ``epochs > 0`` the shared network is first fine-tuned on the new samples,
+        """Adapt to ``profile`` (an unseen device) from ``n_measurements`` of its samples: a per-device
+        correction of the log-latency (an offset, or an offset with slopes, whichever predicts the held-out
+        measurements better), which leaves the known devices untouched. With ``epochs > 0`` the shared network is first fine-tuned on the new samples,
         each step mixed with an equal draw from the replay buffer; on the synthetic test devices that hurt
         both the new and the known devices (MAPE 0.05 -> 0.19 and 0.01 -> 0.28 at 30 epochs), so it is off."""
         if self._replay is None:
@@ -120,9 +134,11 @@ class LatencyPredictor:
             old = rng.choice(len(y_old), size=max(len(y_new), 16), replace=False)
             features, target, _ = _normalised(np.concatenate([X_new, X_old[old]]), np.concatenate([y_new, y_old[old]]))
             self.model.partial_fit(self.scaler.transform(features), target)
-        # What the shared model still misses on this device (its own speed, memory-boundness): a ridge fit of
-        # the residual log-latency on a few features, used only for this device.
+        # What the shared model still misses on this device: a ridge-shrunk offset of the log-latency, used
+        # only for this device.
         residual = y_new - self._log_ms(X_new)
-        F = _calib_features(X_new)
-        self._calibration[profile.name] = np.linalg.solve(F.T @ F + ridge * np.eye(F.shape[1]), F.T @ residual)
+        # A single offset, or an offset with slopes in FLOPs and bytes: chosen by leave-one-out error on the
+        # measurements themselves (slopes overfit a handful of points; a memory-bound device needs them).
+        kind = min(CALIBRATIONS, key=lambda k: _loo_error(CALIBRATIONS[k](X_new), residual, ridge))
+        self._calibration[profile.name] = (kind, _ridge(CALIBRATIONS[kind](X_new), residual, ridge))
         return self

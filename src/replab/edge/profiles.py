@@ -145,7 +145,7 @@ def this_machine(name: str, cpu_share: float, memory_mb: float, link: Link, laye
 # transformers over a grid of widths, sequence lengths and batch sizes, so the predictor sees varied shapes.
 PROFILE_GRID = [
     {"d_model": d, "seq_len": s, "batch": b}
-    for d in (32, 64, 128) for s in (16, 64) for b in (4, 16)
+    for d in (32, 48, 64, 96, 128) for s in (16, 32, 64) for b in (2, 4, 8, 16)
 ]  # fmt: skip
 
 
