@@ -197,17 +197,30 @@ def measure_profile(name: str, cpu_share: float, out: str | Path, memory_mb: flo
     return out
 
 
-if __name__ == "__main__":
-    import argparse
+# Devices we cannot measure here, from their published figures (roofline estimates; each source says so).
+PUBLISHED = {
+    "jetson-agx-orin-cpu": dict(
+        source="published figures, not measured: NVIDIA Jetson AGX Orin 64GB data sheet (12-core Arm Cortex-A78AE up "
+        "to 2.2 GHz; LPDDR5 204.8 GB/s); CPU fp32 peak taken as 12 cores x 2.2 GHz x 16 FLOP/cycle (2x128-bit FMA) = "
+        "422 GFLOP/s; efficiency 0.3 assumed; link: 802.11ac Wi-Fi, 200 Mbit/s assumed. Layer times are roofline "
+        "estimates.",
+        peak_gflops=422.4, bandwidth_gbs=204.8, efficiency=0.3, cpu_share=12, memory_mb=65536,
+        link=Link(bandwidth_mbit=200, delay_ms=2),
+    ),
+    "phone-snapdragon-8gen2-cpu": dict(
+        source="published figures, not measured: Qualcomm Snapdragon 8 Gen 2 product brief (Kryo CPU, 1x Cortex-X3 at "
+        "3.2 GHz + 4 performance + 3 efficiency cores; LPDDR5x 4200 MHz, 4x16-bit = 67 GB/s); fp32 peak taken as 8 "
+        "cores x 2.8 GHz (mean) x 16 FLOP/cycle = 358 GFLOP/s; efficiency 0.15 assumed (thermal limits, Termux CPU "
+        "build); link: Wi-Fi, 100 Mbit/s assumed. Layer times are roofline estimates.",
+        peak_gflops=358.4, bandwidth_gbs=67.0, efficiency=0.15, cpu_share=8, memory_mb=8192,
+        link=Link(bandwidth_mbit=100, delay_ms=5),
+    ),
+}  # fmt: skip
 
-    p = argparse.ArgumentParser(description="measure this machine as an edge device profile")
-    p.add_argument("name")
-    p.add_argument("--cpu-share", type=float, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--memory-mb", type=float, default=1024)
-    p.add_argument("--bandwidth-mbit", type=float, default=100)
-    a = p.parse_args()
-    print(measure_profile(a.name, a.cpu_share, a.out, a.memory_mb, a.bandwidth_mbit))
+
+def published_profiles(layers: list[LayerRecord]) -> list[DeviceProfile]:
+    """The :data:`PUBLISHED` devices, their layer times estimated for ``layers``' features."""
+    return [roofline_profile(name, layers=layers, **spec) for name, spec in PUBLISHED.items()]
 
 
 def roofline_profile(name: str, source: str, peak_gflops: float, bandwidth_gbs: float, efficiency: float,
@@ -221,3 +234,25 @@ def roofline_profile(name: str, source: str, peak_gflops: float, bandwidth_gbs: 
         estimated.append(rec.model_copy(update={"forward_ms": 1e3 * fwd_s, "backward_ms": 2e3 * fwd_s}))
     return DeviceProfile(name=name, kind="published", source=source, cpu_share=cpu_share, memory_mb=memory_mb,
                          gflops=efficiency * peak_gflops, link=link, layers=estimated)  # fmt: skip
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description="measure this machine as an edge device profile, or write the published ones")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--cpu-share", type=float)
+    p.add_argument("--out")
+    p.add_argument("--memory-mb", type=float, default=1024)
+    p.add_argument("--bandwidth-mbit", type=float, default=100)
+    p.add_argument("--published", metavar="DIR", help="write the published-figure profiles into DIR, with the layer "
+                   "features of DIR/dev-cpu100.yaml")  # fmt: skip
+    a = p.parse_args()
+    if a.published:
+        base = DeviceProfile.load(Path(a.published) / "dev-cpu100.yaml").layers
+        for prof in published_profiles(base):
+            print(prof.save(Path(a.published) / f"{prof.name}.yaml"))
+    elif a.name and a.cpu_share and a.out:
+        print(measure_profile(a.name, a.cpu_share, a.out, a.memory_mb, a.bandwidth_mbit))
+    else:
+        p.error("give NAME --cpu-share X --out FILE, or --published DIR")
