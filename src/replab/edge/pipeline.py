@@ -138,14 +138,14 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> tuple[list[float]
     Only the last rank has losses (the mean over micro-batches of each step)."""
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-    from .models import copy_task, lm_loss, tiny_transformer
+    from .models import chain_task, lm_loss, tiny_transformer
 
     if world != len(config.starts):
         raise ValueError(f"{world} processes for {len(config.starts)} stages")
     torch.manual_seed(config.seed)
     layers = tiny_transformer(seed=config.seed, **config.model)
     seq_len, vocab = layers[0].positions.num_embeddings, layers[0].tokens.num_embeddings
-    data = copy_task(config.steps, config.batch, seq_len, vocab, seed=config.seed)
+    data = chain_task(config.steps, config.batch, seq_len, vocab, seed=config.seed)
     micro = config.batch // config.n_microbatches
     shapes = boundary_shapes(layers, data[0][0][:micro], config.starts)
     module = stage_module(layers, config, rank, shapes)
@@ -182,7 +182,7 @@ def _example_input(layers, config, rank, shapes, micro):
 
 def single_process_losses(config: PipelineConfig) -> list[float]:
     """The same training on one process (the reference the pipeline must match without compression)."""
-    from .models import copy_task, lm_loss, tiny_transformer
+    from .models import chain_task, lm_loss, tiny_transformer
 
     torch.manual_seed(config.seed)
     layers = tiny_transformer(seed=config.seed, **config.model)
@@ -191,7 +191,7 @@ def single_process_losses(config: PipelineConfig) -> list[float]:
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     losses = []
     micro = config.batch // config.n_microbatches
-    for x, y in copy_task(config.steps, config.batch, seq_len, vocab, seed=config.seed):
+    for x, y in chain_task(config.steps, config.batch, seq_len, vocab, seed=config.seed):
         optimiser.zero_grad()
         total = 0.0
         for i in range(config.n_microbatches):
