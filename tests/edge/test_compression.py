@@ -49,7 +49,9 @@ def test_triton_kernels_give_the_reference_bytes(bits, numel):
     x = (torch.randn(numel, generator=torch.Generator().manual_seed(numel)) * 3).to(DEVICE)
     ref, tri = compress(x, bits, backend="torch"), compress(x, bits, backend="triton")
     assert torch.equal(ref.payload, tri.payload)
-    assert torch.equal(decompress(ref, backend="torch"), decompress(tri, backend="triton"))
+    # Same codes; the dequantised values may differ in the last bit where the GPU fuses multiply and add.
+    scale = float(x.abs().max())
+    torch.testing.assert_close(decompress(ref, backend="torch"), decompress(tri, backend="triton"), rtol=0, atol=4e-7 * scale)
 
 
 def test_error_feedback_keeps_the_running_sum_close():
