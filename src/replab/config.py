@@ -24,6 +24,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _require_every_profile(scale: dict) -> None:
+    missing = sorted(set(PROFILES) - set(scale))
+    if missing:
+        raise ValueError(f"scale needs an entry for every profile; missing {missing}")
+
+
 class SpcaScale(Strict):
     """Sizes of the Schrödinger PCA experiments; the profile picks one set."""
 
@@ -48,9 +54,7 @@ class SchrodingerPcaParams(Strict):
 
     @model_validator(mode="after")
     def _checks(self):
-        missing = sorted(set(PROFILES) - set(self.scale))
-        if missing:
-            raise ValueError(f"scale needs an entry for every profile; missing {missing}")
+        _require_every_profile(self.scale)
         if any(s < 2 for s in self.sweep_anchor_spacings):
             raise ValueError("sweep_anchor_spacings must all be >= 2")
         if any(w <= 0 for w in self.sweep_filter_widths):
@@ -87,9 +91,7 @@ class PacParams(Strict):
 
     @model_validator(mode="after")
     def _checks(self):
-        missing = sorted(set(PROFILES) - set(self.scale))
-        if missing:
-            raise ValueError(f"scale needs an entry for every profile; missing {missing}")
+        _require_every_profile(self.scale)
         if any(m <= 1 for m in self.m_grid):
             raise ValueError("m_grid values must all be > 1")
         return self
@@ -124,9 +126,7 @@ class AcceptParams(Strict):
 
     @model_validator(mode="after")
     def _checks(self):
-        missing = sorted(set(PROFILES) - set(self.scale))
-        if missing:
-            raise ValueError(f"scale needs an entry for every profile; missing {missing}")
+        _require_every_profile(self.scale)
         if sum(d.cpu_share for d in self.devices) > 64:
             raise ValueError("devices ask for more cores than any machine here has")
         for name, sc in self.scale.items():
