@@ -37,13 +37,24 @@ def predictor_study(known: list[DeviceProfile], unseen: DeviceProfile, measureme
         held[prof.name] = {"mape": mape(pred, truth), "within_10pct": within(pred, truth)}
     adapt_pool, unseen_test = split_layers(unseen, test_fraction, seed + 1)
     truth = np.exp(samples(unseen_test)[1])
+    layer_truth = np.asarray([r.forward_ms + r.backward_ms for r in unseen_test.layers])
     curve = []
     for n in measurements:
         m = LatencyPredictor(random_state=seed).fit([train for train, _ in splits])
         m.adapt(adapt_pool, n, seed=seed)
         pred = m.predict_ms(unseen_test)
-        curve.append({"measurements": n, "mape": mape(pred, truth), "within_10pct": within(pred, truth)})
-    return {"held_out": held, "unseen": unseen.name, "unseen_curve": curve}
+        layer_pred = pred[0::2] + pred[1::2]  # forward + backward: a layer's share of a training step
+        curve.append({
+            "measurements": n, "mape": mape(pred, truth), "within_10pct": within(pred, truth),
+            "layer_mape": mape(layer_pred, layer_truth), "layer_within_10pct": within(layer_pred, layer_truth),
+        })  # fmt: skip
+    # The noise floor of the per-direction figures: the same layers measured on the first known device, scaled by
+    # the speed ratio, as a predictor of the unseen device.
+    ref = {r.name: r for r in known[0].layers}
+    scaled = np.asarray([getattr(ref[r.name], f) for r in unseen_test.layers for f in ("forward_ms", "backward_ms")])
+    scaled = scaled * known[0].gflops / unseen.gflops
+    floor = {"scaled_reference_within_10pct": within(scaled, truth), "reference": known[0].name}
+    return {"held_out": held, "unseen": unseen.name, "unseen_curve": curve, "noise_floor": floor}
 
 
 def stage_layer_times(profiles: list[DeviceProfile], tag: str, n_blocks: int, predictor: LatencyPredictor | None = None):
