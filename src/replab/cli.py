@@ -1,4 +1,8 @@
-"""The ``replab`` command. Heavy imports stay inside the subcommands (peft/diffusers take seconds)."""
+"""The ``replab`` command. Heavy imports stay inside the subcommands (peft/diffusers take seconds).
+
+Bad input ends in one line on stderr saying what, where and what to do, and a non-zero exit; ``-v`` adds the
+traceback for bugs.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ def _params_check(args) -> int:
     from . import config
 
     params = config.load(args.file)
-    print(f"{args.file}: valid (profile {params.profile}, seed {params.seed})")
+    config.check_files(params, Path(args.file).resolve().parent, args.file)
+    print(f"{args.file}: valid (profile {params.profile}, seed {params.seed}); data and profiles present")
     return 0
 
 
@@ -35,14 +40,21 @@ def _stage(args) -> int:
     from .pipeline import run_stage
 
     outs = run_stage(args.paper, Path(args.params))
-    print(f"{args.paper}: wrote {outs['metrics']} and {outs['notebook']}")
+    print(f"{args.paper}: wrote {outs['metrics']}, {outs['claims']} and {outs['notebook']}")
     return 0
 
 
 def _report(args) -> int:
-    from .report import build
+    from . import report
 
-    index = build(Path(args.reports), Path(args.metrics))
+    if args.readme:
+        changed = report.update_readme(Path(args.readme), Path(args.metrics), check=args.check)
+        if args.check and changed:
+            print(f"{args.readme}: results block differs from {args.metrics}/; run `replab report --readme`")
+            return 1
+        print(f"{args.readme}: results block {'rewritten' if changed else 'up to date'}")
+        return 0
+    index = report.build(Path(args.reports), Path(args.metrics))
     print(f"report index: {index.resolve().as_uri()}")
     return 0
 
@@ -61,13 +73,44 @@ def _assets_fetch(args) -> int:
     return 0
 
 
+def _pipeline_generate(args) -> int:
+    from . import dvcgen
+
+    path = Path(args.file)
+    if args.check:
+        delta = dvcgen.diff(path)
+        if delta:
+            print(delta, end="")
+            print(f"{path}: differs from the registry; run `replab pipeline generate`", file=sys.stderr)
+            return 1
+        print(f"{path}: matches the registry")
+        return 0
+    print(f"{path}: {'written' if dvcgen.write(path) else 'already up to date'}")
+    return 0
+
+
+def _papers(args) -> int:
+    from .papers import PAPERS
+
+    for key, paper in PAPERS.items():
+        print(f"{key:18} {paper.title}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its two-line usage error made one line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="replab", description="Reproducible re-implementations of six ML papers.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="replab", description="Reproducible re-implementations of six ML papers.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages; tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     params = sub.add_parser("params", help="params.yaml").add_subparsers(dest="action", required=True)
-    check = params.add_parser("check", help="validate params.yaml against the schema, and nothing else")
+    check = params.add_parser("check", help="validate params.yaml, and the files it names (data, profiles)")
     check.add_argument("file", nargs="?", default="params.yaml")
     check.set_defaults(func=_params_check)
 
@@ -86,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="render executed notebooks and the index to HTML")
     report.add_argument("--reports", default="reports")
     report.add_argument("--metrics", default="metrics")
+    report.add_argument("--readme", nargs="?", const="README.md", help="rewrite the README's results block instead")
+    report.add_argument("--check", action="store_true", help="with --readme: only say whether it is up to date")
     report.set_defaults(func=_report)
 
     nb = sub.add_parser("notebook", help="notebook utilities").add_subparsers(dest="action", required=True)
@@ -93,6 +138,15 @@ def parser() -> argparse.ArgumentParser:
     strip.add_argument("source")
     strip.add_argument("dest", nargs="?")
     strip.set_defaults(func=_strip)
+
+    pipeline = sub.add_parser("pipeline", help="dvc.yaml").add_subparsers(dest="action", required=True)
+    generate = pipeline.add_parser("generate", help="write dvc.yaml from the paper registry")
+    generate.add_argument("--check", action="store_true", help="only say whether dvc.yaml matches (exit 1 if not)")
+    generate.add_argument("--file", default="dvc.yaml")
+    generate.set_defaults(func=_pipeline_generate)
+
+    papers = sub.add_parser("papers", help="list the registered papers")
+    papers.set_defaults(func=_papers)
 
     assets = sub.add_parser("assets", help="third-party files for offline reports").add_subparsers(
         dest="action", required=True
@@ -103,16 +157,38 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    """What went wrong, on one line where the error is one problem (several problems: one line each)."""
+    from json import JSONDecodeError
+
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: not found"
+    if isinstance(exc, IsADirectoryError) and exc.filename:
+        return f"{exc.filename}: is a folder, expected a file"
+    if isinstance(exc, PermissionError) and exc.filename:
+        return f"{exc.filename}: permission denied"
+    if isinstance(exc, JSONDecodeError):
+        return f"not valid JSON ({exc.msg} at line {exc.lineno})"
+    text = str(exc).strip() or type(exc).__name__
+    if exc.__class__.__module__.split(".")[0] != "replab" and not isinstance(exc, (OSError, ValueError)):
+        text = f"{type(exc).__name__}: {text} (unexpected: `replab -v ...` shows the traceback)"
+    return text.splitlines()[0] if isinstance(exc, OSError) else text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .config import ParamsError
-    from .pipeline import StageError
-
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
-    except (ParamsError, StageError, FileNotFoundError, RuntimeError) as exc:
-        print(f"replab: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("replab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract: one line, never a traceback
+        if args.verbose:
+            raise
+        print(f"replab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

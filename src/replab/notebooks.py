@@ -31,7 +31,13 @@ def is_stripped(nb: nbformat.NotebookNode) -> bool:
 def strip_file(source: Path, dest: Path | None = None) -> Path:
     """Write the stripped ``source`` to ``dest`` (default: in place). Writes only if the bytes change."""
     dest = Path(dest or source)
-    nb = nbformat.read(source, as_version=4)
+    try:
+        nb = nbformat.read(source, as_version=4)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # nbformat raises several types for a damaged file
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{source}: not a readable notebook ({first}); restore it with `git checkout -- {source}`") from None
     text = nbformat.writes(strip(nb)) + "\n"
     if not dest.exists() or dest.read_text() != text:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -1,41 +1,118 @@
-"""The papers of the pipeline: notebook stage name -> what the report says about it."""
+"""The paper registry: each paper is declared once, here.
+
+An entry names the paper's params model (in its own package), the data sets and library code its stage reads,
+whether it writes checkpoints, and the curves it plots. ``dvc.yaml`` is generated from this list
+(``replab pipeline generate``), ``config.Params`` combines the params models, and the reports take titles,
+citations and key figures from it. Adding a paper: see "Adding a paper" in the README.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel
+
+# Library modules every paper stage runs through (written once; each stage depends on them).
+SHARED_CODE: tuple[str, ...] = (
+    "schema.py", "config.py", "pipeline.py", "nbtools.py", "claims.py", "measure.py", "progress.py", "data/arrays.py",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A curve file ``metrics/plots/<paper>/<name>.csv`` the notebook writes, shown by ``dvc plots``."""
+
+    name: str
+    x: str
+    y: tuple[str, ...]
+    title: str
+    template: str = "linear"
 
 
 @dataclass(frozen=True)
 class Paper:
-    key: str  # params.yaml section, notebook and metrics file name
+    key: str  # params.yaml section, notebook, stage, metrics and report name
     title: str
     citation: str
+    params_model: str  # "module:Class" of its params.yaml section
+    code: tuple[str, ...]  # its library code under src/replab (its package first)
+    data: tuple[str, ...] = ()  # data sets under data/ (names in replab.data.build.DATASETS)
+    deps: tuple[str, ...] = ()  # other project files it reads, e.g. device profiles
+    checkpoints: bool = False  # writes models/<key>/ (a DVC out, pushed to the remote)
+    plots: tuple[Plot, ...] = ()
+    key_figure: str = ""  # reports/figures/<key>/<key_figure>.png, shown on the index
+
+    def params(self) -> type[BaseModel]:
+        module, _, name = self.params_model.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def notebook(self) -> Path:
+        return Path("notebooks") / f"{self.key}.ipynb"
 
 
 PAPERS: dict[str, Paper] = {
     p.key: p
     for p in [
         Paper(
-            "accept",
-            "AccEPT: edge pipeline-parallel training (reconstruction)",
-            "AccEPT: An Acceleration Scheme for Speeding Up Edge Pipeline-parallel Training. arXiv:2311.05827, IEEE TMC 2024",
+            key="schrodinger_pca",
+            title="Schrödinger PCA",
+            citation="Liu, Qian, Wang, Yan, Yang. Schrödinger PCA: on the duality between PCA and Schrödinger "
+            "equation. Phys. Rev. E 104, 025307 (2021), arXiv:2006.04379",
+            params_model="replab.spectral.params:SchrodingerPcaParams",
+            code=("spectral",),
+            data=("gp_fields",),
+            plots=(
+                Plot("overlap", "k", ("spca_l2", "spca_s2", "coarse_pca", "fine_pca"), "Top-k overlap with the truth"),
+                Plot("spectrum", "k", ("truth", "spca_l2", "spca_s2", "fine_pca"), "Relative spectrum λ_k / λ_1"),
+            ),
+            key_figure="overlap_and_spectrum",
         ),
         Paper(
-            "pac",
-            "PAC / DPAC: probability aggregation clustering",
-            "Yan, Lu, Yan. Deep Online Probability Aggregation Clustering. ECCV 2024, arXiv:2407.05246",
+            key="pac",
+            title="PAC / DPAC: probability aggregation clustering",
+            citation="Yan, Lu, Yan. Deep Online Probability Aggregation Clustering. ECCV 2024, arXiv:2407.05246",
+            params_model="replab.clustering.params:PacParams",
+            code=("clustering", "kernels/__init__.py", "kernels/pac_aggregate.py", "kernels/_pac_aggregate_triton.py"),
+            data=("sklearn", "wordnet"),
+            checkpoints=True,
+            plots=(
+                Plot("dpac_training", "epoch", ("loss", "kl", "info_nce"), "DPAC training loss (digits)"),
+                Plot("m_sensitivity", "m", ("acc", "nmi", "ari"), "PAC on digits: scores vs m"),
+            ),
+            key_figure="robustness_m_objective",
         ),
         Paper(
-            "schrodinger_pca",
-            "Schrödinger PCA",
-            "Liu, Qian, Wang, Yan, Yang. Schrödinger PCA: on the duality between PCA and Schrödinger equation. "
-            "Phys. Rev. E 104, 025307 (2021), arXiv:2006.04379",
+            key="accept",
+            title="AccEPT: edge pipeline-parallel training (reconstruction)",
+            citation="AccEPT: An Acceleration Scheme for Speeding Up Edge Pipeline-parallel Training. "
+            "arXiv:2311.05827, IEEE TMC 2024",
+            params_model="replab.edge.accept_params:AcceptParams",
+            code=("edge", "kernels/__init__.py", "kernels/_compression_triton.py"),
+            deps=("profiles",),
+            plots=(
+                Plot("losses", "step", ("baseline", "accept"), "Training loss per step"),
+                Plot("predictor", "measurements", ("layer_within_10pct", "within_10pct"), "Predictor on the unseen device"),
+            ),
+            key_figure="end_to_end",
         ),
     ]
 }
 
 
+class UnknownPaper(ValueError):
+    """A paper name that the registry does not know."""
+
+
 def get(key: str) -> Paper:
     if key not in PAPERS:
-        raise ValueError(f"unknown paper {key!r}; known: {sorted(PAPERS)}")
+        raise UnknownPaper(f"unknown paper {key!r}; known: {', '.join(sorted(PAPERS))}")
     return PAPERS[key]
+
+
+@cache
+def params_models() -> dict[str, type[BaseModel]]:
+    return {key: paper.params() for key, paper in PAPERS.items()}

@@ -1,14 +1,21 @@
 """A notebook stage: validate params, execute the stripped notebook with papermill, and publish its
-outputs only when every cell ran. A failure leaves the failed notebook for reading and no stale outs."""
+outputs only when every cell ran and its claims are valid. A failure leaves the failed notebook for reading
+and no stale outs."""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from . import config
+from . import claims, config
+from .nbtools import OUTPUT_ENV
 from .papers import get as get_paper
+from .progress import STAGE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +32,14 @@ class StageError(RuntimeError):
 
 
 def outputs(key: str) -> dict[str, Path]:
+    files = claims.paths(METRICS, key)
     return {
         "notebook": REPORTS / f"{key}.ipynb",
         "figures": REPORTS / "figures" / key,
-        "metrics": METRICS / f"{key}.json",
+        "metrics": files["metrics"],
+        "timing": files["timing"],
+        "claims": files["claims"],
+        "plots": METRICS / "plots" / key,
         "models": MODELS / key,
         "failed": REPORTS / f"{key}.failed.ipynb",
     }
@@ -53,58 +64,92 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+@contextmanager
+def _environment(**values: str):
+    """Environment variables the notebook's kernel inherits, restored afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
 def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool = True) -> dict[str, Path]:
     """Run ``notebooks/<key>.ipynb`` (its stripped copy where the strip stage made one)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    get_paper(key)
+    paper = get_paper(key)
     params = config.load(params_file)  # stops here, before any work, on a bad params.yaml
+    config.check_files(params, Path("."), str(params_file))
     parameters = config.notebook_parameters(params, key)
     source = STRIPPED / f"{key}.ipynb"
     if not source.exists():
-        source = NOTEBOOKS / f"{key}.ipynb"
+        source = paper.notebook
+    if not source.exists():
+        raise StageError(f"{source}: not found (every registered paper needs notebooks/{key}.ipynb)")
     check_kernel()
     outs = outputs(key)
     for path in outs.values():
         _remove(path)
 
-    # Staging inside the project at a fixed relative path: the executed notebook shows no machine paths,
-    # and its injected parameters are the same on every run.
+    # Staging inside the project at a fixed relative path; the notebook learns it from the environment, so
+    # its parameters are exactly params.yaml's and the report shows no internal paths.
     staging = REPORTS / f".staging-{key}"
     _remove(staging)
     staging.mkdir(parents=True)
+    started = time.perf_counter()
+    _say(f"{key}: running {source} (profile {params.profile}); progress below, the report gets none of it")
     try:
-        parameters.update(
-            metrics_path=str(staging / "metrics.json"), figures_dir=str(staging / "figures"),
-            models_dir=str(staging / "models"), data_dir="data",
-        )  # fmt: skip
         executed = staging / "executed.ipynb"
         try:
-            papermill.execute_notebook(
-                str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
-                progress_bar=progress, cwd=".", log_output=False,
-            )  # fmt: skip
+            with _environment(**{OUTPUT_ENV: str(staging), STAGE_ENV: key}):
+                papermill.execute_notebook(
+                    str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
+                    progress_bar=progress, cwd=".", log_output=False,
+                )  # fmt: skip
         except PapermillExecutionError as exc:
             if executed.exists():
                 executed.replace(outs["failed"])
             raise StageError(
-                f"notebook {source} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-                f"the executed notebook with the traceback: {outs['failed']}"
+                f"notebook {source} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
+                f"(the executed notebook with the traceback: {outs['failed']})"
             ) from None
-        if not (staging / "metrics.json").exists():
-            raise StageError(f"notebook {source} ran but wrote no metrics (expected at the metrics_path parameter)")
-        outs["metrics"].parent.mkdir(exist_ok=True)
-        outs["figures"].parent.mkdir(parents=True, exist_ok=True)
-        if (staging / "figures").exists():
-            (staging / "figures").replace(outs["figures"])
-        else:
-            outs["figures"].mkdir()
-        if (staging / "models").exists():
-            outs["models"].parent.mkdir(parents=True, exist_ok=True)
-            (staging / "models").replace(outs["models"])
-        (staging / "metrics.json").replace(outs["metrics"])
+        written = claims.paths(staging / "metrics", key)
+        if not written["claims"].exists():
+            raise StageError(f"notebook {source} ran but saved no results (it must call `out.save(results)`)")
+        results = claims.load(written["claims"])  # the schema, checked before anything is published
+        results = results.model_copy(update={"params": parameters})  # what the run used, for the reports
+        claims.save(results, staging / "metrics")
+        for name in ("metrics", "timing", "claims"):
+            outs[name].parent.mkdir(parents=True, exist_ok=True)
+            written[name].replace(outs[name])
+        for name, folder in (("figures", "figures"), ("plots", "plots"), ("models", "models")):
+            if (staging / folder).exists():
+                outs[name].parent.mkdir(parents=True, exist_ok=True)
+                (staging / folder).replace(outs[name])
+            elif name != "models" or paper.checkpoints:
+                outs[name].mkdir(parents=True)
         executed.replace(outs["notebook"])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    counts = results.counts()
+    _say(
+        f"{key}: done in {_duration(time.perf_counter() - started)} — targets {counts['met']} met, "
+        f"{counts['missed']} missed, {counts['n/a']} n/a ({outs['claims']})"
+    )
     return outs

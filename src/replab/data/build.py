@@ -7,17 +7,31 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 log = logging.getLogger(__name__)
 
 DATA_DIR = Path("data")
 
 
-def _builders():
-    from . import gp_fields, sklearn_sets, wordnet
+# The data registry: folder under data/ -> module whose ``build(folder)`` writes it deterministically.
+# A paper that brings new data adds one line here and names the folder in its registry entry.
+DATASETS: dict[str, str] = {
+    "sklearn": "replab.data.sklearn_sets",
+    "wordnet": "replab.data.wordnet",
+    "gp_fields": "replab.data.gp_fields",
+}
 
-    return {"sklearn": sklearn_sets.build, "wordnet": wordnet.build, "gp_fields": gp_fields.build}
+
+def module_file(name: str) -> str:
+    """The builder's source file, relative to the project root (a dependency of the stages that read it)."""
+    return "src/" + DATASETS[name].replace(".", "/") + ".py"
+
+
+def _builders():
+    import importlib
+
+    return {name: importlib.import_module(module).build for name, module in DATASETS.items()}
 
 
 def build(out: Path = DATA_DIR) -> Path:

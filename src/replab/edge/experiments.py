@@ -101,38 +101,38 @@ def time_to_loss(losses: list[float], step_seconds: list[float], target: float, 
 
 def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0) -> list[dict]:
     """Ratio, reconstruction error and pack/unpack throughput against a memory copy, per bit width, on the
-    CPU torch path (timed in this process, best of ``reps``)."""
-    import time
-
+    CPU torch path: copy, pack and unpack timed ``reps`` times, interleaved (:func:`replab.measure.repeat`);
+    medians, and the spread of the per-round fraction of a copy."""
     import torch
 
+    from ..measure import Spread, repeat
     from .compression import BITS, compress, decompress
 
     x = torch.randn(numel, generator=torch.Generator().manual_seed(seed))
-
-    def best(fn):
-        fn()
-        out = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            out = min(out, time.perf_counter() - t)
-        return out
-
-    dst = torch.empty_like(x)
-    t_copy = best(lambda: dst.copy_(x))  # into a buffer already touched: the copy, not page faults
+    dst = torch.empty_like(x)  # a buffer already touched: the copy, not page faults
     rows = []
     for bits in BITS:
         c = compress(x, bits, backend="torch")
         y = decompress(c, backend="torch")
-        t_pack = best(lambda: compress(x, bits, backend="torch"))
-        t_unpack = best(lambda: decompress(c, backend="torch"))
+        runs = repeat(
+            {
+                "copy": lambda: dst.copy_(x),
+                "pack": lambda: compress(x, bits, backend="torch"),
+                "unpack": lambda: decompress(c, backend="torch"),
+            },
+            reps,
+            warmup=1,
+        )
+        s = runs.spreads
+        per_round = [cp / (pk + up) for cp, pk, up in zip(s["copy"].values, s["pack"].values, s["unpack"].values)]
+        fraction = Spread.of(per_round)
         rows.append({
             "bits": bits, "ratio": x.numel() * 4 / c.nbytes,
             "max_abs_error_over_step": float((y - x).abs().max()) / c.step,
             "rmse": float(((y - x) ** 2).mean().sqrt()),
-            "pack_ms": 1e3 * t_pack, "unpack_ms": 1e3 * t_unpack, "copy_ms": 1e3 * t_copy,
-            "fraction_of_copy": t_copy / (t_pack + t_unpack),
+            "pack_ms": 1e3 * s["pack"].median, "unpack_ms": 1e3 * s["unpack"].median,
+            "copy_ms": 1e3 * s["copy"].median, "fraction_of_copy": fraction.median,
+            "fraction_low": fraction.low, "fraction_high": fraction.high, "repeats": reps,
         })  # fmt: skip
     return rows
 

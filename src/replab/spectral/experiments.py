@@ -103,7 +103,7 @@ def spacing_sweep(
     progress: bool = True,
 ) -> list[dict]:
     """Mean top-k overlap of coarse PCA and Schrödinger PCA over anchor spacing x correlation length."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     rows = []
     rng = np.random.default_rng(seed)

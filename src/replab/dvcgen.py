@@ -1,0 +1,115 @@
+"""``dvc.yaml``, generated from the paper registry (``replab pipeline generate``).
+
+A ``foreach`` cannot list the report stage's per-paper deps, and hand-listed deps drift from the code, so the
+whole file is written from :data:`replab.papers.PAPERS`; a test fails when the committed file differs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+
+from .claims import paths as claim_paths
+from .data.build import module_file
+from .papers import PAPERS, SHARED_CODE, Paper
+
+DVC_YAML = Path("dvc.yaml")
+HEADER = """\
+# Generated from src/replab/papers.py by `replab pipeline generate`: do not edit by hand (a test compares).
+# Each paper's notebook stage runs the output-stripped copy of notebooks/<paper>.ipynb, so saving a notebook
+# with outputs in JupyterLab does not make its stage stale.
+"""
+
+
+def _src(path: str) -> str:
+    return f"src/replab/{path}"
+
+
+def _uncached(path: str) -> dict:
+    return {path: {"cache": False}}
+
+
+def paper_stage(paper: Paper) -> dict:
+    files = claim_paths(Path("metrics"), paper.key)
+    code = [_src(c) for c in paper.code]
+    code += [module_file(d) for d in paper.data if module_file(d) not in code]
+    outs: list = [f"reports/{paper.key}.ipynb", f"reports/figures/{paper.key}"]
+    if paper.checkpoints:
+        outs.append(f"models/{paper.key}")
+    outs += [_uncached(files["claims"].as_posix()), _uncached(f"metrics/plots/{paper.key}")]
+    return {
+        "cmd": f"replab stage {paper.key}",
+        "deps": [
+            f"build/notebooks/{paper.key}.ipynb",
+            *(f"data/{d}" for d in paper.data),
+            *paper.deps,
+            *code,
+            *(_src(s) for s in SHARED_CODE),
+        ],
+        "params": ["profile", "seed", paper.key],
+        "outs": outs,
+        "metrics": [_uncached(files["metrics"].as_posix()), _uncached(files["timing"].as_posix())],
+    }
+
+
+def report_stage() -> dict:
+    deps = []
+    for key in PAPERS:
+        deps += [f"reports/{key}.ipynb", f"metrics/{key}.claims.json", f"reports/figures/{key}"]
+    deps += [_src("report.py"), _src("claims.py"), _src("papers.py"), _src("templates")]
+    outs = [f"reports/{key}.html" for key in PAPERS] + ["reports/index.html"]
+    return {"cmd": "replab report", "deps": deps, "outs": outs}
+
+
+def plots() -> list:
+    out = []
+    for paper in PAPERS.values():
+        for plot in paper.plots:
+            out.append({
+                f"{paper.key}/{plot.name}": {
+                    "template": plot.template, "title": plot.title, "x": plot.x,
+                    "y": {f"metrics/plots/{paper.key}/{plot.name}.csv": list(plot.y)},
+                }
+            })  # fmt: skip
+    return out
+
+
+def document() -> dict:
+    stages: dict = {
+        "strip": {
+            "foreach": list(PAPERS),
+            "do": {
+                "cmd": "replab notebook strip notebooks/${item}.ipynb build/notebooks/${item}.ipynb",
+                "deps": ["notebooks/${item}.ipynb"],
+                "outs": [_uncached("build/notebooks/${item}.ipynb")],
+            },
+        }
+    }
+    stages.update({key: paper_stage(paper) for key, paper in PAPERS.items()})
+    stages["report"] = report_stage()
+    return {"stages": stages, "plots": plots()}
+
+
+def render() -> str:
+    body = yaml.safe_dump(document(), sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    return HEADER + body
+
+
+def diff(path: Path = DVC_YAML) -> str:
+    """Unified diff from the file on disk to the generated one ('' when they agree)."""
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = difflib.unified_diff(
+        current.splitlines(keepends=True), render().splitlines(keepends=True), str(path), "generated"
+    )
+    return "".join(lines)
+
+
+def write(path: Path = DVC_YAML) -> bool:
+    """Write the generated file; returns whether it changed."""
+    text = render()
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
