@@ -10,10 +10,11 @@ APT_CHECK := /usr/share/wordnet/data.noun
 KERNEL_STAMP := $(VENV)/share/jupyter/kernels/replab/kernel.json
 ASSETS_STAMP := $(VENV)/share/replab/mathjax-3.2.2/tex-svg-full.js
 
-.PHONY: setup system-deps data repro test bench lab report push clean help
+.PHONY: setup system-deps data repro test lint bench lab report push clean help
 help:
 	@echo "make repro  - set up everything, run the pipeline (laptop profile), print the report's path"
-	@echo "make test   - set up everything, run the test suite"
+	@echo "              make repro PAPERS=\"pac accept\" runs those papers' stages (and what they depend on)"
+	@echo "make test   - set up everything, run the test suite;  make lint - ruff check + ruff format --check"
 	@echo "make lab    - JupyterLab on the notebooks;  make bench - benchmarks;  make push - dvc push"
 
 $(BIN)/python:
@@ -51,17 +52,31 @@ setup: system-deps $(VENV)/.installed $(KERNEL_STAMP) $(ASSETS_STAMP)
 data: setup
 	$(BIN)/replab data ensure
 
+# PAPERS: a subset of paper stages (dvc repro runs what they depend on); the index then marks the rest.
+PAPERS ?=
 repro: data
+	@$(BIN)/replab pipeline generate --check >/dev/null || { echo "dvc.yaml differs from src/replab/papers.py: run '$(BIN)/replab pipeline generate'"; exit 1; }
+ifeq ($(strip $(PAPERS)),)
 	$(BIN)/dvc repro
+	$(BIN)/replab report --readme
+else
+	$(BIN)/dvc repro $(PAPERS)
+	$(BIN)/replab report
+endif
 	@echo
 	@echo "Report: file://$(CURDIR)/reports/index.html"
 
 test: data
 	$(BIN)/python -m pytest
 
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
 bench: setup
 	$(BIN)/python benchmarks/spca_scale.py
 
+# A notebook run by hand writes to build/scratch/<paper>/, never into a stage's tracked outs.
 lab: data
 	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
@@ -72,4 +87,4 @@ push: setup
 	$(BIN)/dvc push
 
 clean:
-	rm -rf build reports/.staging-* reports/*.failed.ipynb .pytest_cache
+	rm -rf build reports/.staging-* reports/*.failed.ipynb .pytest_cache .ruff_cache

@@ -34,30 +34,41 @@ def timed(fn, device: str, reps: int) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--numel", type=int, default=3_100_000, help="values per tensor (3.1 M: a GPT-2 small activation batch)")
+    p.add_argument(
+        "--numel", type=int, default=3_100_000, help="values per tensor (3.1 M: a GPT-2 small activation batch)"
+    )
     p.add_argument("--reps", type=int, default=10)
     args = p.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"# compression — {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.numel:,} fp32 values ({args.numel * 4 / 1e6:.1f} MB)\n")  # fmt: skip
-    print("| device | backend | bits | ratio | pack (ms) | unpack (ms) | copy (ms) | pack+unpack GB/s | copy GB/s | fraction of copy |")
+    print(
+        f"# compression — {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.numel:,} fp32 values ({args.numel * 4 / 1e6:.1f} MB)\n"
+    )
+    print(
+        "| device | backend | bits | ratio | pack (ms) | unpack (ms) | copy (ms) "
+        "| pack+unpack GB/s | copy GB/s | fraction of copy |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         x = torch.randn(args.numel, device=device)
         dst = torch.empty_like(x)
-        t_copy = timed(lambda: dst.copy_(x), device, args.reps)  # a plain copy into a touched buffer
+        t_copy = timed(lambda dst=dst, x=x: dst.copy_(x), device, args.reps)  # a plain copy into a touched buffer
         backends = ["torch"] + (["triton"] if device == "cuda" else [])
         for backend in backends:
             for bits in BITS:
                 c = compress(x, bits, backend)
-                t_pack = timed(lambda: compress(x, bits, backend), device, args.reps)
-                t_unpack = timed(lambda: decompress(c, backend), device, args.reps)
+                t_pack = timed(lambda x=x, bits=bits, backend=backend: compress(x, bits, backend), device, args.reps)
+                t_unpack = timed(lambda c=c, backend=backend: decompress(c, backend), device, args.reps)
                 size = x.numel() * 4
                 gbs = size / (t_pack + t_unpack) / 1e9
                 copy_gbs = size / t_copy / 1e9
-                print(f"| {name} | {backend} | {bits} | {size / c.nbytes:.0f}x | {1e3 * t_pack:.2f} | {1e3 * t_unpack:.2f} | "
-                      f"{1e3 * t_copy:.2f} | {gbs:.2f} | {copy_gbs:.2f} | {gbs / copy_gbs:.0%} |", flush=True)  # fmt: skip
+                print(
+                    f"| {name} | {backend} | {bits} | {size / c.nbytes:.0f}x "
+                    f"| {1e3 * t_pack:.2f} | {1e3 * t_unpack:.2f} | "
+                    f"{1e3 * t_copy:.2f} | {gbs:.2f} | {copy_gbs:.2f} | {gbs / copy_gbs:.0%} |",
+                    flush=True,
+                )
     return 0
 
 

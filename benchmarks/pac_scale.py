@@ -65,8 +65,15 @@ def gflops(n: int, dtype: str, repeats: int = 3) -> dict:
 
     x = data(n)
     # A budget of 1024 rows per block, and below N x N, so the distances are streamed as in a large run.
-    pac = PAC(K, random_state=0, dtype=dtype, algorithm="blocked", max_iter=1, min_iter=1,
-              memory_budget_mb=1024 * n * np.dtype(dtype).itemsize / 2**20)  # fmt: skip
+    pac = PAC(
+        K,
+        random_state=0,
+        dtype=dtype,
+        algorithm="blocked",
+        max_iter=1,
+        min_iter=1,
+        memory_budget_mb=1024 * n * np.dtype(dtype).itemsize / 2**20,
+    )
     xn = pac._prepare(x)
     block = pac._block_rows(n)
     pm = np.full((n, K), 1.0 / K, dtype=dtype)
@@ -74,7 +81,6 @@ def gflops(n: int, dtype: str, repeats: int = 3) -> dict:
 
     def block_pass():
         pac.block_pass(xn, None, block, pm)
-
 
     a = torch.randn(block, D + K, dtype=getattr(torch, dtype))
     b = torch.randn(D + K, n, dtype=getattr(torch, dtype))
@@ -121,10 +127,15 @@ def online(batch: int, dim: int, k: int) -> dict:
             torch.cuda.synchronize()
         return (time.perf_counter() - t) / reps
 
-    out = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch_ms": 1e3 * timed(lambda: pac_target_reference(h, q, 1.03))}
+    out = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "torch_ms": 1e3 * timed(lambda: pac_target_reference(h, q, 1.03)),
+    }
     if device == "cuda":
         out["triton_ms"] = 1e3 * timed(lambda: pac_target(h, q, 1.03, backend="triton"))
-        out["max_abs_diff"] = float((pac_target(h, q, 1.03, backend="triton") - pac_target_reference(h, q, 1.03)).abs().max())
+        out["max_abs_diff"] = float(
+            (pac_target(h, q, 1.03, backend="triton") - pac_target_reference(h, q, 1.03)).abs().max()
+        )
     return out
 
 
@@ -154,22 +165,30 @@ def main() -> int:
     print(f"# PAC benchmark — {platform.machine()}, {os.cpu_count()} cores, d = {D}, K = {K}\n")
     if not args.online_only:
         sizes = [1_000, 5_000, 10_000] + ([] if args.quick else [20_000, 50_000])
-        print("| N | PAC factored (s) | sweeps | peak MB | PAC blocked (s) | peak MB | KMeans n_init=10 (s) | peak MB "
-              "| factored / KMeans time |")  # fmt: skip
+        print(
+            "| N | PAC factored (s) | sweeps | peak MB | PAC blocked (s) | peak MB | KMeans n_init=10 (s) | peak MB "
+            "| factored / KMeans time |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in sizes:
             fac, km = child(["fit", "pac-factored", str(n)]), child(["fit", "kmeans", str(n)])
             blk = child(["fit", "pac-blocked", str(n)]) if n <= args.blocked_max else None
             blk_text = f"{blk['seconds']:.2f} | {blk['peak_mb']:.0f}" if blk else "— | —"
-            print(f"| {n:,} | {fac['seconds']:.2f} | {fac['sweeps']} | {fac['peak_mb']:.0f} | {blk_text} | "
-                  f"{km['seconds']:.2f} | {km['peak_mb']:.0f} | {fac['seconds'] / km['seconds']:.1f}x |", flush=True)  # fmt: skip
+            print(
+                f"| {n:,} | {fac['seconds']:.2f} | {fac['sweeps']} | {fac['peak_mb']:.0f} | {blk_text} | "
+                f"{km['seconds']:.2f} | {km['peak_mb']:.0f} | {fac['seconds'] / km['seconds']:.1f}x |",
+                flush=True,
+            )
         print("\n| N | dtype | block rows | torch.mm GFLOP/s | block pass GFLOP/s | pass / mm |")
         print("|---:|---|---:|---:|---:|---:|")
-        for n in ([5_000] if args.quick else [5_000, 20_000]):
+        for n in [5_000] if args.quick else [5_000, 20_000]:
             for dtype in ("float64", "float32"):
                 g = child(["gflops", str(n), dtype])
-                print(f"| {n:,} | {dtype} | {g['block_rows']} | {g['torch_mm_gflops']:.1f} | {g['pass_gflops']:.1f} | "
-                      f"{g['pass_gflops'] / g['torch_mm_gflops']:.0%} |", flush=True)  # fmt: skip
+                print(
+                    f"| {n:,} | {dtype} | {g['block_rows']} | {g['torch_mm_gflops']:.1f} | {g['pass_gflops']:.1f} | "
+                    f"{g['pass_gflops'] / g['torch_mm_gflops']:.0%} |",
+                    flush=True,
+                )
     print("\n| batch | dim | K | device | torch reference (ms) | Triton kernel (ms) | speed-up | max abs diff |")
     print("|---:|---:|---:|---|---:|---:|---:|---:|")
     for batch, dim, k in [(256, 128, 10), (1024, 512, 20), (4096, 512, 100)]:
@@ -177,8 +196,11 @@ def main() -> int:
         tri = r.get("triton_ms")
         tri_text = "—" if tri is None else f"{tri:.3f}"
         speedup = "—" if tri is None else f"{r['torch_ms'] / tri:.2f}x"
-        print(f"| {batch} | {dim} | {k} | {r['device']} | {r['torch_ms']:.3f} | {tri_text} | {speedup} | "
-              f"{r.get('max_abs_diff', '—')} |", flush=True)  # fmt: skip
+        print(
+            f"| {batch} | {dim} | {k} | {r['device']} | {r['torch_ms']:.3f} | {tri_text} | {speedup} | "
+            f"{r.get('max_abs_diff', '—')} |",
+            flush=True,
+        )
     return 0
 
 

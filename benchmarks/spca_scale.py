@@ -57,8 +57,18 @@ def measure(method: str, dims: int, side: int, n_components: int, n_samples: int
 
 
 def run_one(method, dims, side, args) -> dict | None:
-    cmd = [sys.executable, __file__, "--one", method, str(dims), str(side), "--components", str(args.components),
-           "--samples", str(args.samples)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        method,
+        str(dims),
+        str(side),
+        "--components",
+        str(args.components),
+        "--samples",
+        str(args.samples),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
         print(f"  {method} {dims}-D side {side} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -82,8 +92,10 @@ def main() -> int:
         return 0
 
     sizes = [n for n in SIDES_2D if not (args.quick and n > 100_000)]
-    print(f"# Schrödinger PCA scaling — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"top {args.components} modes, PCA on {args.samples} sampled fields\n")  # fmt: skip
+    print(
+        f"# Schrödinger PCA scaling — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"top {args.components} modes, PCA on {args.samples} sampled fields\n"
+    )
     print("| grid | points | method | time (s) | peak memory above baseline (MB) | note |")
     print("|---|---:|---|---:|---:|---|")
     series: dict[str, list[tuple[int, float]]] = {}
@@ -96,17 +108,24 @@ def main() -> int:
             side = sides[n]
             points = side**dims
             for method in methods:
-                label = {"spca": "SchrodingerPCA", "full": "sklearn PCA full", "randomized": "sklearn PCA randomized"}[method]
+                label = {"spca": "SchrodingerPCA", "full": "sklearn PCA full", "randomized": "sklearn PCA randomized"}[
+                    method
+                ]
                 if method != "spca" and args.samples * points * 8 * 3 / 1e9 > args.pca_budget_gb:
-                    print(f"| {side}^{dims} | {points:,} | {label} | — | — | does not fit: {args.samples} x {points:,} "
-                          f"float64 samples need > {args.pca_budget_gb:g} GB with SVD workspace |")  # fmt: skip
+                    print(
+                        f"| {side}^{dims} | {points:,} | {label} | — | — | does not fit: {args.samples} x {points:,} "
+                        f"float64 samples need > {args.pca_budget_gb:g} GB with SVD workspace |"
+                    )
                     continue
                 res = run_one(method, dims, side, args)
                 if res is None:
                     print(f"| {side}^{dims} | {points:,} | {label} | failed | | |")
                     continue
                 note = f"solver {res['solver']}" if method == "spca" else ""
-                print(f"| {side}^{dims} | {points:,} | {label} | {res['seconds']:.2f} | {res['peak_mb']:.0f} | {note} |", flush=True)
+                print(
+                    f"| {side}^{dims} | {points:,} | {label} | {res['seconds']:.2f} | {res['peak_mb']:.0f} | {note} |",
+                    flush=True,
+                )
                 series.setdefault(f"{label} {dims}-D", []).append((points, res["seconds"]))
                 peaks[(method, dims, n)] = res["peak_mb"]
     print()
@@ -124,8 +143,10 @@ def main() -> int:
             print(f"- at {n:,} points SchrodingerPCA is {ratio:.1f}x faster than {baseline[:-4]} (same run)")
     if 1_000_000 in spca:
         seconds, mb = spca[1_000_000], peaks[("spca", 2, 1_000_000)]
-        print(f"- target 10^6 points (2-D) in <= 60 s and <= 2 GB: {seconds:.1f} s, {mb:.0f} MB above baseline "
-              f"-> {'met' if seconds <= 60 and mb <= 2048 else 'MISSED'}")
+        print(
+            f"- target 10^6 points (2-D) in <= 60 s and <= 2 GB: {seconds:.1f} s, {mb:.0f} MB above baseline "
+            f"-> {'met' if seconds <= 60 and mb <= 2048 else 'MISSED'}"
+        )
     return 0
 
 

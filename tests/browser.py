@@ -31,10 +31,18 @@ import websocket
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--proxy-server=127.0.0.1:9",
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--remote-debugging-port=0", "--window-size=1400,1800",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--proxy-server=127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--remote-debugging-port=0",
+    "--window-size=1400,1800",
+]
 
 
 @dataclass
@@ -126,8 +134,11 @@ def check_page(
         # Own process group: Chromium forks zygote/renderer/GPU helpers that must all die with it.
         proc = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     cdp: _Cdp | None = None
     try:
         port_file = profile / "DevToolsActivePort"  # written once DevTools listens; line 1 is the port
@@ -155,11 +166,13 @@ def check_page(
         if screenshot is not None:
             Path(screenshot).write_bytes(base64.b64decode(cdp.call("Page.captureScreenshot", format="png")["data"]))
         return PageCheck(
-            requests=cdp.requests, failed=cdp.failed, console_errors=cdp.errors,
+            requests=cdp.requests,
+            failed=cdp.failed,
+            console_errors=cdp.errors,
             dom=cdp.eval("document.documentElement.outerHTML"),
             images=cdp.eval("[...document.images].filter(i => i.complete && i.naturalWidth > 0).length"),
             screenshot=Path(screenshot) if screenshot is not None else None,
-        )  # fmt: skip
+        )
     finally:
         if cdp is not None:
             cdp.ws.close()

@@ -13,9 +13,11 @@ if shutil.which("nvidia-smi") is None:
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "replab tests", "GIT_AUTHOR_EMAIL": "tests@replab.invalid",
-    "GIT_COMMITTER_NAME": "replab tests", "GIT_COMMITTER_EMAIL": "tests@replab.invalid",
-}  # fmt: skip
+    "GIT_AUTHOR_NAME": "replab tests",
+    "GIT_AUTHOR_EMAIL": "tests@replab.invalid",
+    "GIT_COMMITTER_NAME": "replab tests",
+    "GIT_COMMITTER_EMAIL": "tests@replab.invalid",
+}
 
 
 def run(cmd, cwd, check=True, **kw):
@@ -29,9 +31,13 @@ def run(cmd, cwd, check=True, **kw):
 
 def copy_project(dest: Path, with_data: bool) -> Path:
     """The working tree as a fresh git repository: tracked and untracked-but-not-ignored files, one commit."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = ROOT / rel
         if src.is_file():

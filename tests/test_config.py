@@ -28,13 +28,19 @@ def test_repository_params_are_valid(raw):
         (lambda r: r["schrodinger_pca"].update(anchor_spcing=3), r"schrodinger_pca\.anchor_spcing: unknown key"),
         (lambda r: r.update(extra_section={}), r"extra_section: unknown key"),
         (lambda r: r["schrodinger_pca"].update(n_components="ten"), r"schrodinger_pca\.n_components: .*integer"),
-        (lambda r: r["schrodinger_pca"].update(n_components=0), r"schrodinger_pca\.n_components: .*greater than or equal to 1"),
+        (
+            lambda r: r["schrodinger_pca"].update(n_components=0),
+            r"schrodinger_pca\.n_components: .*greater than or equal to 1",
+        ),
         (lambda r: r["schrodinger_pca"].update(interpolation="nearest"), r"schrodinger_pca\.interpolation"),
         (lambda r: r.update(profile="huge"), r"profile: Input should be 'tiny', 'laptop' or 'paper'"),
         (lambda r: r.pop("seed"), r"seed: required key is missing"),
         (lambda r: r["schrodinger_pca"]["scale"].pop("paper"), r"missing \['paper'\]"),
         (lambda r: r["schrodinger_pca"]["scale"]["tiny"].update(sweep_grid=5), r"scale\.tiny\.sweep_grid"),
-        (lambda r: r["schrodinger_pca"].update(sweep_anchor_spacings=[1, 2]), r"sweep_anchor_spacings must all be >= 2"),
+        (
+            lambda r: r["schrodinger_pca"].update(sweep_anchor_spacings=[1, 2]),
+            r"sweep_anchor_spacings must all be >= 2",
+        ),
     ],
 )
 def test_bad_params_name_the_key(raw, edit, message):

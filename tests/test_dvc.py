@@ -32,3 +32,22 @@ def test_push_to_a_remote_then_pull_into_a_fresh_clone(tmp_path):
     run(["dvc", "pull", "data.dvc"], clone)
     assert tree_digest(clone / "data") == tree_digest(project / "data")
     assert run(["dvc", "status", "data.dvc"], clone).stdout.strip().endswith("up to date.")
+
+
+def test_a_fresh_clone_is_up_to_date(tmp_path):
+    """The committed dvc.lock matches the tree: no stage has a modified dep, changed params or command
+    (outs and stripped notebooks absent from a clone are fine)."""
+    import json
+
+    project = copy_project(tmp_path / "clone", with_data=True)
+    status = json.loads(run(["dvc", "status", "--json"], project).stdout)
+    problems = {}
+    for stage, entries in status.items():
+        for entry in entries:
+            if entry == "changed command" or (isinstance(entry, dict) and "changed params" in entry):
+                problems.setdefault(stage, []).append(entry)
+            elif isinstance(entry, dict) and "changed deps" in entry:
+                bad = {p: s for p, s in entry["changed deps"].items() if s != "deleted" or not p.startswith("build/")}
+                if bad:
+                    problems.setdefault(stage, []).append(bad)
+    assert not problems, f"commit dvc.lock after `make repro` from a clean tree: {problems}"

@@ -1,63 +1,137 @@
 """The whole pipeline on the tiny profile, in a fresh copy of the project."""
 
+import hashlib
 import json
+import time
 
 import nbformat
 import pytest
+
+from replab import claims
+from replab.papers import PAPERS
 
 from .conftest import run
 
 pytestmark = pytest.mark.slow
 
-OUTS = [
-    "reports/schrodinger_pca.ipynb", "reports/schrodinger_pca.html", "reports/index.html", "metrics/schrodinger_pca.json",
-    "reports/pac.ipynb", "reports/pac.html", "metrics/pac.json", "models/pac/dpac_digits.safetensors",
-]  # fmt: skip
+
+def digest(folder, patterns):
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for pattern in patterns
+        for p in sorted(folder.glob(pattern))
+        if p.is_file()
+    }
 
 
-def test_repro_then_noop_then_experiment(project):
+DETERMINISTIC = ["metrics/*.json", "metrics/plots/*/*.csv", "models/*/*"]
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    """One `dvc repro` of everything on the tiny profile (shared by the tests below, which do not modify it)."""
+    from .conftest import copy_project
+
+    project = copy_project(tmp_path_factory.mktemp("e2e") / "project", with_data=True)
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("profile: laptop", "profile: tiny", 1))
+    run(["git", "commit", "-qam", "tiny profile"], project)
     first = run(["dvc", "repro"], project)
-    for out in OUTS:
-        assert (project / out).exists(), out
-    metrics = json.loads((project / "metrics/schrodinger_pca.json").read_text())
-    assert metrics["scale"]["profile"] == "tiny"
-    assert len(metrics["undersampling"]["spca_l2"]["overlap"]) == 10
-    assert list((project / "reports/figures/schrodinger_pca").glob("*.png"))
-    assert "Running stage 'schrodinger_pca'" in first.stdout
+    return project, first
 
+
+def test_repro_writes_claims_metrics_plots_and_reports(repro):
+    project, first = repro
+    for key in PAPERS:
+        results = claims.load(project / f"metrics/{key}.claims.json")
+        assert results.profile == "tiny" and results.params["profile"] == "tiny"
+        assert all(c.verdict in ("met", "missed", "n/a") for c in results.claims)
+        assert (project / f"reports/{key}.html").exists() and list((project / f"reports/figures/{key}").glob("*.png"))
+        scalars = json.loads((project / f"metrics/{key}.json").read_text())
+        assert all(isinstance(v, (int, float)) for v in scalars.values()), scalars  # top level, scalars only
+    spca = claims.load(project / "metrics/schrodinger_pca.claims.json")
+    assert spca.get("oscillator_degeneracies").verdict == "met"  # computed, not just present
+    assert (project / "models/pac/dpac_digits.safetensors").exists()
+    assert "Running stage 'schrodinger_pca'" in first.stdout
+    # Progress and durations reach the terminal, not the report.
+    assert "schrodinger_pca: spacing sweep" in first.stderr and "schrodinger_pca: done in" in first.stderr
+    html = (project / "reports/pac.html").read_text()
+    assert "DPAC" in html and "it/s" not in html and "Traceback" not in html and str(project) not in html
+
+
+def test_dvc_tools_show_the_headlines_and_curves(repro):
+    project, _ = repro
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)[""]["data"]
+    assert "spca_min_overlap" in shown["metrics/schrodinger_pca.json"]["data"]
+    assert "speedup_time_to_loss" in shown["metrics/accept.timing.json"]["data"]
+    table = run(["dvc", "exp", "show", "--no-pager", "--csv"], project).stdout
+    assert "spca_min_overlap" in table.splitlines()[0] and "final_loss_ratio" in table.splitlines()[0]
+    plots = json.loads(run(["dvc", "plots", "diff", "--json"], project).stdout)["data"]
+    for key, paper in PAPERS.items():
+        for plot in paper.plots:
+            (rendered,) = plots[f"{key}/{plot.name}"]
+            assert rendered["content"]["data"]["values"], f"{key}/{plot.name} has no points"
+
+
+def test_noop_then_stripped_notebook_then_force_is_byte_identical(repro):
+    project, _ = repro
     second = run(["dvc", "repro"], project)
     assert "Running stage" not in second.stdout, second.stdout
     assert run(["dvc", "status"], project).stdout.strip().endswith("up to date.")
 
     # Saving the notebook with outputs must not make the paper stage stale (it depends on the stripped copy).
     nb_path = project / "notebooks/schrodinger_pca.ipynb"
+    original = nb_path.read_bytes()
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hello")]
     nb.cells[1].execution_count = 1
     nbformat.write(nb, nb_path)
     third = run(["dvc", "repro"], project)
     assert "Running stage 'schrodinger_pca'" not in third.stdout
-    run(["git", "checkout", "--", "notebooks/schrodinger_pca.ipynb"], project)
+    nb_path.write_bytes(original)
+
+    before = digest(project, DETERMINISTIC)
+    deterministic_claims = {
+        k: claims.deterministic(claims.load(project / f"metrics/{k}.claims.json").claims) for k in PAPERS
+    }
+    run(["dvc", "repro", "--force", *PAPERS], project)
+    after = digest(project, DETERMINISTIC)
+    changed = sorted(
+        k for k in before if before[k] != after.get(k) and not k.endswith((".timing.json", ".claims.json"))
+    )
+    assert not changed, changed
+    assert {k: claims.deterministic(claims.load(project / f"metrics/{k}.claims.json").claims) for k in PAPERS} == (
+        deterministic_claims
+    )
     run(["dvc", "repro"], project)
 
-    exp = run(["dvc", "exp", "run", "-S", "schrodinger_pca.anchor_spacing=4"], project)
-    assert "Running stage 'schrodinger_pca'" in exp.stdout
-    metrics = json.loads((project / "metrics/schrodinger_pca.json").read_text())
-    assert metrics["scale"]["anchor_spacing_px"] == 4
+
+def test_queued_experiment_runs_and_is_listed(tmp_path):
+    from .conftest import copy_project
+
+    project = copy_project(tmp_path / "p", with_data=True)
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("profile: laptop", "profile: tiny", 1))
+    run(["dvc", "commit", "-f", "-q", "data.dvc"], project)  # the queue's workspace checks data out of the cache
+    run(["git", "commit", "-qam", "tiny"], project)
+    run(["dvc", "exp", "run", "--queue", "-S", "schrodinger_pca.anchor_spacing=4", "schrodinger_pca"], project)
+    run(["dvc", "queue", "start"], project)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Success" in status, status + run(["dvc", "queue", "logs", "--help"], project, check=False).stdout
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
-    assert shown  # the experiment is recorded
+    text = json.dumps(shown)
+    assert '"anchor_spacing": 4' in text and "spca_min_overlap" in text
 
 
-def test_same_params_give_the_same_metrics(project):
-    run(["dvc", "repro", "schrodinger_pca"], project)
-    first = json.loads((project / "metrics/schrodinger_pca.json").read_text())
-    run(["dvc", "repro", "--force", "schrodinger_pca"], project)
-    second = json.loads((project / "metrics/schrodinger_pca.json").read_text())
-    first.pop("timings"), second.pop("timings")
-    assert first == second
+def test_failing_cell_fails_the_stage_and_leaves_no_stale_outs(tmp_path):
+    from .conftest import copy_project
 
-
-def test_failing_cell_fails_the_stage_and_leaves_no_stale_outs(project):
+    project = copy_project(tmp_path / "p", with_data=True)
     nb_path = project / "notebooks/schrodinger_pca.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells.insert(4, nbformat.v4.new_code_cell('raise RuntimeError("deliberate failure for the test")'))
@@ -65,14 +139,23 @@ def test_failing_cell_fails_the_stage_and_leaves_no_stale_outs(project):
     result = run(["dvc", "repro", "schrodinger_pca"], project, check=False)
     assert result.returncode != 0
     assert "deliberate failure for the test" in result.stderr
-    stale = ["reports/schrodinger_pca.ipynb", "metrics/schrodinger_pca.json", "reports/figures/schrodinger_pca"]
+    stale = [
+        "reports/schrodinger_pca.ipynb",
+        "metrics/schrodinger_pca.json",
+        "metrics/schrodinger_pca.claims.json",
+        "reports/figures/schrodinger_pca",
+        "metrics/plots/schrodinger_pca",
+    ]
     for out in stale:
         assert not (project / out).exists(), out
     assert (project / "reports/schrodinger_pca.failed.ipynb").exists()
     assert not list((project / "reports").glob(".staging-*"))
 
 
-def test_invalid_params_stop_the_stage_before_any_work(project):
+def test_invalid_params_stop_the_stage_before_any_work(tmp_path):
+    from .conftest import copy_project
+
+    project = copy_project(tmp_path / "p", with_data=True)
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("anchor_spacing: 6", "anchor_spacng: 6"))
     result = run(["dvc", "repro", "schrodinger_pca"], project, check=False)

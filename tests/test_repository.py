@@ -20,9 +20,9 @@ def requirement_names(text):
 
 
 def test_requirements_are_pinned_and_torch_is_the_cpu_pin():
-    lines = [l.split("#")[0].strip() for l in (ROOT / "requirements.txt").read_text().splitlines()]
-    lines = [l for l in lines if l]
-    assert all("==" in l for l in lines), [l for l in lines if "==" not in l]
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    lines = [line for line in lines if line]
+    assert all("==" in line for line in lines), [line for line in lines if "==" not in line]
     assert "torch==2.13.0" in lines
 
 

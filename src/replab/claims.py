@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,7 +24,7 @@ from .measure import machine as machine_info
 
 Verdict = Literal["met", "missed", "n/a"]
 Method = Literal["paper", "reconstruction", "stand-in"]
-Value = Union[int, float, str, list[int], list[float], None]
+Value = int | float | str | list[int] | list[float] | None
 
 _KEY = r"^[a-z][a-z0-9_]*$"
 
@@ -131,9 +131,21 @@ def claim(
     else:
         verdict = "met" if target.holds(ours) else "missed"
     return Claim(
-        key=key, metric=metric, ours=ours, unit=unit, paper=paper, target=target, verdict=verdict, reason=reason,
-        scale=scale, method=method, timing=timing, machine=machine, spread=spread, note=note,
-    )  # fmt: skip
+        key=key,
+        metric=metric,
+        ours=ours,
+        unit=unit,
+        paper=paper,
+        target=target,
+        verdict=verdict,
+        reason=reason,
+        scale=scale,
+        method=method,
+        timing=timing,
+        machine=machine,
+        spread=spread,
+        note=note,
+    )
 
 
 class PaperResults(_Model):

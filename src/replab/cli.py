@@ -16,7 +16,7 @@ def _params_check(args) -> int:
     from . import config
 
     params = config.load(args.file)
-    config.check_files(params, Path(args.file).resolve().parent, args.file)
+    config.check_files(params, Path("."), args.file)
     print(f"{args.file}: valid (profile {params.profile}, seed {params.seed}); data and profiles present")
     return 0
 
@@ -62,7 +62,10 @@ def _report(args) -> int:
 def _strip(args) -> int:
     from .notebooks import strip_file
 
-    strip_file(Path(args.source), Path(args.dest) if args.dest else None)
+    if args.output and len(args.notebooks) > 1:
+        raise ValueError("--output takes one notebook; without it each notebook is stripped in place")
+    for source in args.notebooks:
+        strip_file(Path(source), Path(args.output) if args.output else None)
     return 0
 
 
@@ -134,9 +137,9 @@ def parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
 
     nb = sub.add_parser("notebook", help="notebook utilities").add_subparsers(dest="action", required=True)
-    strip = nb.add_parser("strip", help="strip outputs and execution counts (keeps cell ids)")
-    strip.add_argument("source")
-    strip.add_argument("dest", nargs="?")
+    strip = nb.add_parser("strip", help="strip outputs and execution counts (keeps cell ids), in place")
+    strip.add_argument("notebooks", nargs="+")
+    strip.add_argument("-o", "--output", help="write the stripped copy here instead (one notebook)")
     strip.set_defaults(func=_strip)
 
     pipeline = sub.add_parser("pipeline", help="dvc.yaml").add_subparsers(dest="action", required=True)

@@ -67,12 +67,16 @@ def plots() -> list:
     out = []
     for paper in PAPERS.values():
         for plot in paper.plots:
-            out.append({
-                f"{paper.key}/{plot.name}": {
-                    "template": plot.template, "title": plot.title, "x": plot.x,
-                    "y": {f"metrics/plots/{paper.key}/{plot.name}.csv": list(plot.y)},
+            out.append(
+                {
+                    f"{paper.key}/{plot.name}": {
+                        "template": plot.template,
+                        "title": plot.title,
+                        "x": plot.x,
+                        "y": {f"metrics/plots/{paper.key}/{plot.name}.csv": list(plot.y)},
+                    }
                 }
-            })  # fmt: skip
+            )
     return out
 
 
@@ -81,7 +85,7 @@ def document() -> dict:
         "strip": {
             "foreach": list(PAPERS),
             "do": {
-                "cmd": "replab notebook strip notebooks/${item}.ipynb build/notebooks/${item}.ipynb",
+                "cmd": "replab notebook strip notebooks/${item}.ipynb --output build/notebooks/${item}.ipynb",
                 "deps": ["notebooks/${item}.ipynb"],
                 "outs": [_uncached("build/notebooks/${item}.ipynb")],
             },

@@ -28,7 +28,9 @@ class Machine(BaseModel):
     device: str = "cpu"
 
     def describe(self) -> str:
-        return f"{self.device if self.device != 'cpu' else self.cpu}, {self.cores} cores, {self.arch}, torch {self.torch}"
+        return (
+            f"{self.device if self.device != 'cpu' else self.cpu}, {self.cores} cores, {self.arch}, torch {self.torch}"
+        )
 
 
 def _cpu_model() -> str:

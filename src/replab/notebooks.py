@@ -37,7 +37,9 @@ def strip_file(source: Path, dest: Path | None = None) -> Path:
         raise
     except Exception as exc:  # nbformat raises several types for a damaged file
         first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{source}: not a readable notebook ({first}); restore it with `git checkout -- {source}`") from None
+        raise ValueError(
+            f"{source}: not a readable notebook ({first}); restore it with `git checkout -- {source}`"
+        ) from None
     text = nbformat.writes(strip(nb)) + "\n"
     if not dest.exists() or dest.read_text() != text:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,15 @@ from pydantic import BaseModel
 
 # Library modules every paper stage runs through (written once; each stage depends on them).
 SHARED_CODE: tuple[str, ...] = (
-    "schema.py", "config.py", "pipeline.py", "nbtools.py", "claims.py", "measure.py", "progress.py", "data/arrays.py",
-)  # fmt: skip
+    "schema.py",
+    "config.py",
+    "pipeline.py",
+    "nbtools.py",
+    "claims.py",
+    "measure.py",
+    "progress.py",
+    "data/arrays.py",
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,12 @@ PAPERS: dict[str, Paper] = {
             deps=("profiles",),
             plots=(
                 Plot("losses", "step", ("baseline", "accept"), "Training loss per step"),
-                Plot("predictor", "measurements", ("layer_within_10pct", "within_10pct"), "Predictor on the unseen device"),
+                Plot(
+                    "predictor",
+                    "measurements",
+                    ("layer_within_10pct", "within_10pct"),
+                    "Predictor on the unseen device",
+                ),
             ),
             key_figure="end_to_end",
         ),

@@ -119,9 +119,14 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
         try:
             with _environment(**{OUTPUT_ENV: str(staging), STAGE_ENV: key}):
                 papermill.execute_notebook(
-                    str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
-                    progress_bar=progress, cwd=".", log_output=False,
-                )  # fmt: skip
+                    str(source),
+                    str(executed),
+                    parameters=parameters,
+                    kernel_name=KERNEL,
+                    progress_bar=progress,
+                    cwd=".",
+                    log_output=False,
+                )
         except PapermillExecutionError as exc:
             if executed.exists():
                 executed.replace(outs["failed"])
@@ -133,7 +138,9 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
         if not written["claims"].exists():
             raise StageError(f"notebook {source} ran but saved no results (it must call `out.save(results)`)")
         results = claims.load(written["claims"])  # the schema, checked before anything is published
-        results = results.model_copy(update={"params": parameters})  # what the run used, for the reports
+        # What the run used (for the reports) and how long the whole stage took (README's run times).
+        timings = {**results.timings, "stage": time.perf_counter() - started}
+        results = results.model_copy(update={"params": parameters, "timings": timings})
         claims.save(results, staging / "metrics")
         for name in ("metrics", "timing", "claims"):
             outs[name].parent.mkdir(parents=True, exist_ok=True)

@@ -213,9 +213,11 @@ def readme_block(metrics: Path = METRICS) -> str:
             continue
         counts = results.counts()
         scale = ", ".join(f"{k} = {fmt(v)}" for k, v in results.scale.items())
+        took = results.timings.get("stage")
+        duration = f" Stage run time {took / 60:.1f} min on {results.machine.describe()}." if took else ""
         parts.append(
             f"Profile `{results.profile}` ({_md(scale)}). Targets: {counts['met']} met, "
-            f"**{counts['missed']} missed**, {counts['n/a']} n/a.\n"
+            f"**{counts['missed']} missed**, {counts['n/a']} n/a.{duration}\n"
         )
         parts.append("| claim | ours | paper (source) | target | verdict | method |\n|---|---|---|---|---|---|")
         for c in results.claims:

@@ -15,8 +15,17 @@ def tiny_images(n=96, seed=0):
 
 
 def test_a_tiny_dpac_run_lowers_its_loss():
-    config = dpac.DPACConfig(n_clusters=2, width=8, feature_dim=16, projection_dim=16, warmup_epochs=0, epochs=8,
-                             batch_size=32, lr=3e-3, seed=0)  # fmt: skip
+    config = dpac.DPACConfig(
+        n_clusters=2,
+        width=8,
+        feature_dim=16,
+        projection_dim=16,
+        warmup_epochs=0,
+        epochs=8,
+        batch_size=32,
+        lr=3e-3,
+        seed=0,
+    )
     model, history = dpac.train(tiny_images(), config, progress=False)
     assert history.phase == ["dpac"] * 8
     assert np.mean(history.loss[-2:]) < history.loss[0]
@@ -25,7 +34,9 @@ def test_a_tiny_dpac_run_lowers_its_loss():
 
 
 def test_training_is_deterministic_and_warmup_is_simclr_only():
-    config = dpac.DPACConfig(n_clusters=2, width=4, feature_dim=8, projection_dim=8, warmup_epochs=1, epochs=1, batch_size=48)
+    config = dpac.DPACConfig(
+        n_clusters=2, width=4, feature_dim=8, projection_dim=8, warmup_epochs=1, epochs=1, batch_size=48
+    )
     _, h1 = dpac.train(tiny_images(), config, progress=False)
     _, h2 = dpac.train(tiny_images(), config, progress=False)
     assert h1.loss == h2.loss
@@ -33,7 +44,9 @@ def test_training_is_deterministic_and_warmup_is_simclr_only():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    config = dpac.DPACConfig(n_clusters=3, width=4, feature_dim=8, projection_dim=8, warmup_epochs=0, epochs=1, batch_size=48)
+    config = dpac.DPACConfig(
+        n_clusters=3, width=4, feature_dim=8, projection_dim=8, warmup_epochs=0, epochs=1, batch_size=48
+    )
     model, history = dpac.train(tiny_images(), config, progress=False)
     path = dpac.save_checkpoint(model, tmp_path / "m.safetensors", history)
     loaded = dpac.load_checkpoint(path)
@@ -57,8 +70,9 @@ def test_bad_image_shape():
 
 
 def test_resnet18_backbone_on_colour_images():
-    config = dpac.DPACConfig(n_clusters=3, channels=3, backbone="resnet18", feature_dim=512, warmup_epochs=0, epochs=1,
-                             batch_size=8)  # fmt: skip
+    config = dpac.DPACConfig(
+        n_clusters=3, channels=3, backbone="resnet18", feature_dim=512, warmup_epochs=0, epochs=1, batch_size=8
+    )
     images = torch.rand(16, 3, 32, 32)
     model, history = dpac.train(images, config, progress=False)
     features, probs = model.embed(images)

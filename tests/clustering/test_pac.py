@@ -25,8 +25,17 @@ def test_objective_never_increases(seed, n, k, m, metric, variant):
     X = np.random.default_rng(seed).standard_normal((n, 3)) + 0.1
     algorithm = variant.split("-")[0]
     budget = 1e-4 if variant.endswith("streamed") else 64.0  # tiny budget: row blocks, not the cached matrix
-    model = PAC(k, m=m, metric=metric, max_iter=15, min_iter=15, random_state=seed, batch_size=7,
-                memory_budget_mb=budget, algorithm=algorithm)  # fmt: skip
+    model = PAC(
+        k,
+        m=m,
+        metric=metric,
+        max_iter=15,
+        min_iter=15,
+        random_state=seed,
+        batch_size=7,
+        memory_budget_mb=budget,
+        algorithm=algorithm,
+    )
     J = model.fit(X).objective_history_
     assert len(J) == model.n_iter_ + 1
     assert np.all(np.diff(J) <= 1e-9 * np.abs(J[0]) + 1e-12), np.diff(J).max()
@@ -120,11 +129,15 @@ def test_scikit_learn_estimator_checks():
     expected = {
         name: why
         for name in (
-            "check_dont_overwrite_parameters", "check_methods_subset_invariance", "check_fit2d_1feature",
+            "check_dont_overwrite_parameters",
+            "check_methods_subset_invariance",
+            "check_fit2d_1feature",
             "check_fit2d_predict1d",
         )
-    }  # fmt: skip
-    check_estimator(PAC(n_clusters=2, metric="sqeuclidean", max_iter=5, random_state=0), expected_failed_checks=expected)
+    }
+    check_estimator(
+        PAC(n_clusters=2, metric="sqeuclidean", max_iter=5, random_state=0), expected_failed_checks=expected
+    )
 
 
 def test_does_not_stop_at_the_near_uniform_start():

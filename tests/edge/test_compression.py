@@ -7,7 +7,9 @@ from replab.edge.compression import BITS, ErrorFeedback, compress, decompress
 from replab.kernels import triton_runs_on
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-needs_triton = pytest.mark.skipif(not triton_runs_on(torch.device(DEVICE)), reason="Triton needs CUDA or TRITON_INTERPRET=1")
+needs_triton = pytest.mark.skipif(
+    not triton_runs_on(torch.device(DEVICE)), reason="Triton needs CUDA or TRITON_INTERPRET=1"
+)
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -51,7 +53,9 @@ def test_triton_kernels_give_the_reference_bytes(bits, numel):
     assert torch.equal(ref.payload, tri.payload)
     # Same codes; the dequantised values may differ in the last bit where the GPU fuses multiply and add.
     scale = float(x.abs().max())
-    torch.testing.assert_close(decompress(ref, backend="torch"), decompress(tri, backend="triton"), rtol=0, atol=4e-7 * scale)
+    torch.testing.assert_close(
+        decompress(ref, backend="torch"), decompress(tri, backend="triton"), rtol=0, atol=4e-7 * scale
+    )
 
 
 def test_error_feedback_keeps_the_running_sum_close():

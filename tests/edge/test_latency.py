@@ -18,8 +18,18 @@ def synthetic_layers(rng, n=60):
         batch, seq = int(rng.choice([1, 4, 8, 16])), int(rng.choice([16, 64, 128]))
         flops = 2.0 * batch * seq * d_in * d_out if kind == "Linear" else 8.0 * batch * seq * d_in
         nbytes = 4.0 * (batch * seq * (d_in + d_out) + (d_in * d_out if kind == "Linear" else 2 * d_in))
-        layers.append(dict(name=str(i), type=kind, in_features=d_in, out_features=d_out, seq_len=seq, batch=batch,
-                           flops=flops, bytes=nbytes))  # fmt: skip
+        layers.append(
+            dict(
+                name=str(i),
+                type=kind,
+                in_features=d_in,
+                out_features=d_out,
+                seq_len=seq,
+                batch=batch,
+                flops=flops,
+                bytes=nbytes,
+            )
+        )
     return layers
 
 
@@ -30,16 +40,28 @@ def device(name, gflops, gbs, overhead_ms, cpu_share, layers, rng):
         bwd = 2.0 * fwd
         noise = rng.normal(1, 0.03, 2)
         records.append(LayerRecord(**spec, forward_ms=fwd * noise[0], backward_ms=bwd * noise[1]))
-    return DeviceProfile(name=name, kind="measured", source="synthetic roofline (tests)", cpu_share=cpu_share,
-                         memory_mb=4096, gflops=gflops, link=Link(bandwidth_mbit=100, delay_ms=1), layers=records)  # fmt: skip
+    return DeviceProfile(
+        name=name,
+        kind="measured",
+        source="synthetic roofline (tests)",
+        cpu_share=cpu_share,
+        memory_mb=4096,
+        gflops=gflops,
+        link=Link(bandwidth_mbit=100, delay_ms=1),
+        layers=records,
+    )
 
 
 @pytest.fixture(scope="module")
 def world():
     rng = np.random.default_rng(0)
     layers = synthetic_layers(rng)
-    known = [device(f"d{i}", g, b, o, s, layers, rng)
-             for i, (g, b, o, s) in enumerate([(20, 5, 0.02, 0.5), (40, 8, 0.015, 1), (80, 10, 0.01, 2), (10, 3, 0.03, 0.25)])]  # fmt: skip
+    known = [
+        device(f"d{i}", g, b, o, s, layers, rng)
+        for i, (g, b, o, s) in enumerate(
+            [(20, 5, 0.02, 0.5), (40, 8, 0.015, 1), (80, 10, 0.01, 2), (10, 3, 0.03, 0.25)]
+        )
+    ]
     unseen = device("new", 30, 2.0, 0.05, 0.75, layers, rng)  # memory-bound: unlike the known devices
     return known, unseen
 

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from replab.edge.partition import InfeasiblePartition, even_split, evaluate, partition
+from replab.edge.partition import InfeasiblePartition, evaluate, even_split, partition
 
 
 def brute_force(t, mem_l, out_b, mem_d, bw, factor=2.0):

@@ -9,7 +9,8 @@ from replab.kernels.pac_aggregate import pac_target, pac_target_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 needs_triton = pytest.mark.skipif(
-    not triton_runs_on(torch.device(DEVICE)), reason="Triton needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it)"
+    not triton_runs_on(torch.device(DEVICE)),
+    reason="Triton needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it)",
 )
 
 

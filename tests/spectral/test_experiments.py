@@ -31,5 +31,8 @@ def test_sphere_multiplicities_graph_and_cotangent():
 def test_sweep_rows_cover_every_cell():
     rows = ex.spacing_sweep(21, 100, [3, 5], [1.0], n_components=3, progress=False)
     assert {(r["anchor_spacing"], r["method"]) for r in rows} == {
-        (3, "coarse_pca"), (3, "spca_l2"), (5, "coarse_pca"), (5, "spca_l2")
+        (3, "coarse_pca"),
+        (3, "spca_l2"),
+        (5, "coarse_pca"),
+        (5, "spca_l2"),
     }

@@ -16,8 +16,14 @@ TEXT = ("wordnet_minilm",)
 NAMES = BUNDLED + SYNTHETIC + TEXT
 
 
-def load(name: str, data_dir: Path, seed: int = 0, n_samples: int = 600, wordnet_classes: int = 10,
-         wordnet_per_class: int = 200) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def load(
+    name: str,
+    data_dir: Path,
+    seed: int = 0,
+    n_samples: int = 600,
+    wordnet_classes: int = 10,
+    wordnet_per_class: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(X, y)``: bundled sets standardised (digits as raw pixels, as in the paper's calibration), synthetic
     sets generated from ``seed``, WordNet glosses of the ``wordnet_classes`` largest supersenses,
     ``wordnet_per_class`` each, as unit-norm MiniLM embeddings."""

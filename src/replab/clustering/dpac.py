@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..progress import tqdm
 
+from ..progress import tqdm
 from .online import OnlinePAC, info_nce
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,19 @@ class SmallCNN(nn.Module):
     def __init__(self, width: int = 32, feature_dim: int = 64, channels: int = 1):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, feature_dim, 3, padding=1), nn.BatchNorm2d(feature_dim), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )  # fmt: skip
+            nn.Conv2d(2 * width, feature_dim, 3, padding=1),
+            nn.BatchNorm2d(feature_dim),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -109,7 +116,9 @@ class DPAC(nn.Module):
             raise ValueError(f"backbone must be 'small_cnn' or 'resnet18', got {config.backbone!r}")
         self.cluster_head = nn.Linear(config.feature_dim, config.n_clusters)
         self.projection_head = nn.Sequential(
-            nn.Linear(config.feature_dim, config.feature_dim), nn.ReLU(), nn.Linear(config.feature_dim, config.projection_dim)
+            nn.Linear(config.feature_dim, config.feature_dim),
+            nn.ReLU(),
+            nn.Linear(config.feature_dim, config.projection_dim),
         )
 
     def forward(self, x):
@@ -154,7 +163,12 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     erase = torch.rand(n, generator=generator) < 0.5
     rows = torch.arange(h)[None, :, None]
     cols = torch.arange(w)[None, None, :]
-    patch = (rows >= top[:, None, None]) & (rows < top[:, None, None] + 2) & (cols >= left[:, None, None]) & (cols < left[:, None, None] + 2)
+    patch = (
+        (rows >= top[:, None, None])
+        & (rows < top[:, None, None] + 2)
+        & (cols >= left[:, None, None])
+        & (cols < left[:, None, None] + 2)
+    )
     out = torch.where((patch & erase[:, None, None])[:, None], torch.zeros_like(out), out)
     return out.clamp(0, 1)
 
@@ -168,7 +182,9 @@ class TrainingHistory:
     info_nce: list[float] = field(default_factory=list)
 
 
-def train(images: torch.Tensor, config: DPACConfig, progress: bool = True, device: str = "cpu") -> tuple[DPAC, TrainingHistory]:
+def train(
+    images: torch.Tensor, config: DPACConfig, progress: bool = True, device: str = "cpu"
+) -> tuple[DPAC, TrainingHistory]:
     """Train on ``images`` (N, C, H, W) in [0, 1] with C = ``config.channels``; deterministic for a given
     ``config.seed`` on the CPU. Augmentation runs on the CPU; batches move to ``device``."""
     if images.ndim != 4 or images.shape[1] != config.channels:

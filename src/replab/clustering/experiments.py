@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from ..progress import tqdm
 
+from ..progress import tqdm
 from .baselines import cluster
 from .metrics import scores
 
 
-def compare(datasets: dict[str, tuple[np.ndarray, np.ndarray]], methods: list[str], seeds: list[int],
-            progress: bool = True) -> pd.DataFrame:  # fmt: skip
+def compare(
+    datasets: dict[str, tuple[np.ndarray, np.ndarray]], methods: list[str], seeds: list[int], progress: bool = True
+) -> pd.DataFrame:
     """One row per (data set, method, seed) with acc, nmi, ari in percent."""
     rows = []
     jobs = [(d, m, s) for d in datasets for m in methods for s in seeds]

@@ -30,7 +30,9 @@ class OnlinePAC(nn.Module):
     ``KL(q^ || softmax(logits))``, plus InfoNCE on the projections of two views when they are given.
     """
 
-    def __init__(self, m: float = 1.03, temperature: float = 0.5, contrastive_weight: float = 1.0, backend: str = "auto"):
+    def __init__(
+        self, m: float = 1.03, temperature: float = 0.5, contrastive_weight: float = 1.0, backend: str = "auto"
+    ):
         super().__init__()
         if not m > 1:
             raise ValueError(f"m must be > 1, got {m}")

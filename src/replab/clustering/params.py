@@ -41,4 +41,3 @@ class PacParams(Strict):
         if any(m <= 1 for m in self.m_grid):
             raise ValueError("m_grid values must all be > 1")
         return self
-

@@ -41,31 +41,76 @@ def headline(
     cluster = f"{scale.get('devices')}, {scale.get('model')}, {scale.get('steps')} steps, {scale.get('emulated_text')}"
     repeats = len(speedup.values)
     codec_spread = Spread(
-        median=codec["fraction_of_copy"], low=codec["fraction_low"], high=codec["fraction_high"],
+        median=codec["fraction_of_copy"],
+        low=codec["fraction_low"],
+        high=codec["fraction_high"],
         values=[codec["fraction_low"], codec["fraction_of_copy"], codec["fraction_high"]][: int(codec["repeats"])],
-    )  # fmt: skip
+    )
     claims = [
-        claim("speedup_time_to_loss", "time to a fixed loss: even split + fp32 over DP split on predicted times + "
-              f"{bits}-bit (median of per-round ratios)", speedup.median, unit="x", scale=cluster,
-              method="reconstruction", target=TARGETS["speedup_time_to_loss"], paper=ABSTRACT, timing=True,
-              machine=machine, spread=speedup,
-              note=f"{repeats} interleaved round(s); the fixed loss is 5 % above the higher final loss of the "
-              "first round's two runs"),
-        claim("per_step_speedup", "per-step speed-up over the whole run (median of rounds)", per_step_speedup.median,
-              unit="x", scale=cluster, method="reconstruction", timing=True, machine=machine, spread=per_step_speedup,
-              reason="no target: shown beside the time to loss"),
-        claim("final_loss_ratio", "final training loss, AccEPT / baseline (3-step means)", final_loss_ratio,
-              scale=cluster, method="reconstruction", target=TARGETS["final_loss_ratio"]),
-        claim("predictor_layer_within_10pct", "latency predictor on the unseen device: share of layers (forward + "
-              f"backward) within ±10 % after {row['measurements']} measurements", row["layer_within_10pct"],
-              scale="shipped profiles, 30 % of layer configurations held out", method="reconstruction",
-              target=TARGETS["predictor_layer_within_10pct"], note=NN_METER),
-        claim("predictor_direction_within_10pct", "the same, forward and backward counted separately",
-              row["within_10pct"], scale="shipped profiles", method="reconstruction",
-              reason="no target: the stricter per-direction view, shown beside the per-layer one"),
-        claim("codec_fraction_of_copy", f"{bits}-bit pack + unpack throughput / memory copy, CPU torch path",
-              codec["fraction_of_copy"], scale=f"{int(codec.get('numel', 0)):,} fp32 values, one process",
-              method="reconstruction", target=TARGETS["codec_fraction_of_copy"], timing=True, machine=machine,
-              spread=codec_spread),
-    ]  # fmt: skip
+        claim(
+            "speedup_time_to_loss",
+            "time to a fixed loss: even split + fp32 over DP split on predicted times + "
+            f"{bits}-bit (median of per-round ratios)",
+            speedup.median,
+            unit="x",
+            scale=cluster,
+            method="reconstruction",
+            target=TARGETS["speedup_time_to_loss"],
+            paper=ABSTRACT,
+            timing=True,
+            machine=machine,
+            spread=speedup,
+            note=f"{repeats} interleaved round(s); the fixed loss is 5 % above the higher final loss of the "
+            "first round's two runs",
+        ),
+        claim(
+            "per_step_speedup",
+            "per-step speed-up over the whole run (median of rounds)",
+            per_step_speedup.median,
+            unit="x",
+            scale=cluster,
+            method="reconstruction",
+            timing=True,
+            machine=machine,
+            spread=per_step_speedup,
+            reason="no target: shown beside the time to loss",
+        ),
+        claim(
+            "final_loss_ratio",
+            "final training loss, AccEPT / baseline (3-step means)",
+            final_loss_ratio,
+            scale=cluster,
+            method="reconstruction",
+            target=TARGETS["final_loss_ratio"],
+        ),
+        claim(
+            "predictor_layer_within_10pct",
+            "latency predictor on the unseen device: share of layers (forward + "
+            f"backward) within ±10 % after {row['measurements']} measurements",
+            row["layer_within_10pct"],
+            scale="shipped profiles, 30 % of layer configurations held out",
+            method="reconstruction",
+            target=TARGETS["predictor_layer_within_10pct"],
+            note=NN_METER,
+        ),
+        claim(
+            "predictor_direction_within_10pct",
+            "the same, forward and backward counted separately",
+            row["within_10pct"],
+            scale="shipped profiles",
+            method="reconstruction",
+            reason="no target: the stricter per-direction view, shown beside the per-layer one",
+        ),
+        claim(
+            "codec_fraction_of_copy",
+            f"{bits}-bit pack + unpack throughput / memory copy, CPU torch path",
+            codec["fraction_of_copy"],
+            scale=f"{int(codec.get('numel', 0)):,} fp32 values, one process",
+            method="reconstruction",
+            target=TARGETS["codec_fraction_of_copy"],
+            timing=True,
+            machine=machine,
+            spread=codec_spread,
+        ),
+    ]
     return PaperResults(paper="accept", profile=profile, scale=dict(scale), claims=claims, timings=dict(timings or {}))

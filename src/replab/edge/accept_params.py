@@ -20,9 +20,7 @@ class EdgeDevice(Strict):
     )
     memory_mb: int = Field(gt=0)
     bandwidth_mbit: float = Field(gt=0)
-    profile: str = Field(
-        pattern=r"^[A-Za-z0-9_.-]+$", description="profiles/<profile>.yaml: its measured layer times"
-    )
+    profile: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="profiles/<profile>.yaml: its measured layer times")
 
 
 class AcceptScale(Strict):

@@ -99,8 +99,18 @@ class EmulatedCluster:
         /sys), then its namespace."""
         if not self.emulated:
             return []
-        return ["sh", "-c", _JOIN, "join", str(self._cgroup("cpu", i) / "tasks"), str(self._cgroup("memory", i) / "tasks"),
-                "ip", "netns", "exec", self.namespace(i)]  # fmt: skip
+        return [
+            "sh",
+            "-c",
+            _JOIN,
+            "join",
+            str(self._cgroup("cpu", i) / "tasks"),
+            str(self._cgroup("memory", i) / "tasks"),
+            "ip",
+            "netns",
+            "exec",
+            self.namespace(i),
+        ]
 
     def env(self, i: int) -> dict[str, str]:
         return {"GLOO_SOCKET_IFNAME": "eth0"} if self.emulated else {}
@@ -145,15 +155,49 @@ class EmulatedCluster:
             _run("ip", "link", "set", peer, "netns", self.switch)
             _run("ip", "-n", ns, "link", "set", host, "name", "eth0")
             _run("ip", "-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
-            for args in (("-n", ns, "link", "set", "eth0", "up"), ("-n", ns, "link", "set", "lo", "up"),
-                         ("-n", self.switch, "link", "set", peer, "master", "br0"),
-                         ("-n", self.switch, "link", "set", peer, "up")):  # fmt: skip
+            for args in (
+                ("-n", ns, "link", "set", "eth0", "up"),
+                ("-n", ns, "link", "set", "lo", "up"),
+                ("-n", self.switch, "link", "set", peer, "master", "br0"),
+                ("-n", self.switch, "link", "set", peer, "up"),
+            ):
                 _run("ip", *args)
             rate = f"{dev.bandwidth_mbit}mbit"
             # Shape both directions: egress of the device, and egress of the bridge port towards it.
-            _run("tc", "-n", ns, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "64kb", "latency", "200ms")
-            _run("tc", "-n", self.switch, "qdisc", "add", "dev", peer, "root", "tbf", "rate", rate, "burst", "64kb",
-                 "latency", "200ms")  # fmt: skip
+            _run(
+                "tc",
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                "eth0",
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "64kb",
+                "latency",
+                "200ms",
+            )
+            _run(
+                "tc",
+                "-n",
+                self.switch,
+                "qdisc",
+                "add",
+                "dev",
+                peer,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "64kb",
+                "latency",
+                "200ms",
+            )
             for ctl in ("cpu", "memory"):
                 path = self._cgroup(ctl, i)
                 path.mkdir()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .latency import LatencyPredictor, mape, samples, within
-from .partition import even_split, evaluate, partition
+from .partition import evaluate, even_split, partition
 from .profiles import DeviceProfile
 
 
@@ -24,14 +23,19 @@ def replace_layers(profile: DeviceProfile, layers) -> DeviceProfile:
     return profile.model_copy(update={"layers": list(layers)})
 
 
-def predictor_study(known: list[DeviceProfile], unseen: DeviceProfile, measurements=(0, 5, 10, 20),
-                    test_fraction: float = 0.3, seed: int = 0) -> dict:  # fmt: skip
+def predictor_study(
+    known: list[DeviceProfile],
+    unseen: DeviceProfile,
+    measurements=(0, 5, 10, 20),
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> dict:
     """Accuracy on held-out layers of the known devices, and on the unseen device after adapting on
     ``n`` of its layer measurements (evaluated on layers it was not adapted on)."""
     splits = [split_layers(p, test_fraction, seed) for p in known]
     model = LatencyPredictor(random_state=seed).fit([train for train, _ in splits])
     held = {}
-    for (train, test), prof in zip(splits, known):
+    for (_, test), prof in zip(splits, known):
         truth = np.exp(samples(test)[1])
         pred = model.predict_ms(test)
         held[prof.name] = {"mape": mape(pred, truth), "within_10pct": within(pred, truth)}
@@ -44,10 +48,15 @@ def predictor_study(known: list[DeviceProfile], unseen: DeviceProfile, measureme
         m.adapt(adapt_pool, n, seed=seed)
         pred = m.predict_ms(unseen_test)
         layer_pred = pred[0::2] + pred[1::2]  # forward + backward: a layer's share of a training step
-        curve.append({
-            "measurements": n, "mape": mape(pred, truth), "within_10pct": within(pred, truth),
-            "layer_mape": mape(layer_pred, layer_truth), "layer_within_10pct": within(layer_pred, layer_truth),
-        })  # fmt: skip
+        curve.append(
+            {
+                "measurements": n,
+                "mape": mape(pred, truth),
+                "within_10pct": within(pred, truth),
+                "layer_mape": mape(layer_pred, layer_truth),
+                "layer_within_10pct": within(layer_pred, layer_truth),
+            }
+        )
     # The noise floor of the per-direction figures: the same layers measured on the first known device, scaled by
     # the speed ratio, as a predictor of the unseen device.
     ref = {r.name: r for r in known[0].layers}
@@ -57,7 +66,9 @@ def predictor_study(known: list[DeviceProfile], unseen: DeviceProfile, measureme
     return {"held_out": held, "unseen": unseen.name, "unseen_curve": curve, "noise_floor": floor}
 
 
-def stage_layer_times(profiles: list[DeviceProfile], tag: str, n_blocks: int, predictor: LatencyPredictor | None = None):
+def stage_layer_times(
+    profiles: list[DeviceProfile], tag: str, n_blocks: int, predictor: LatencyPredictor | None = None
+):
     """Per-layer forward+backward ms of the pipeline model (embed, ``n_blocks`` blocks, head) on each device:
     measured (from the profile's records for configuration ``tag``) or predicted."""
     out = []
@@ -72,8 +83,14 @@ def stage_layer_times(profiles: list[DeviceProfile], tag: str, n_blocks: int, pr
     return np.asarray(out)
 
 
-def plan(measured_ms: np.ndarray, predicted_ms: np.ndarray, boundary_bytes: float, bandwidth_mbit: list[float],
-         bits: int | None, memory_bytes: list[float] | None = None) -> dict:  # fmt: skip
+def plan(
+    measured_ms: np.ndarray,
+    predicted_ms: np.ndarray,
+    boundary_bytes: float,
+    bandwidth_mbit: list[float],
+    bits: int | None,
+    memory_bytes: list[float] | None = None,
+) -> dict:
     """Even split vs the DP split on predicted times; stage times of both, predicted and measured."""
     n_dev, n_layers = measured_ms.shape
     bw = [b * 1e6 / 8 for b in bandwidth_mbit[: n_dev - 1]]
@@ -117,8 +134,8 @@ def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0) -> l
         runs = repeat(
             {
                 "copy": lambda: dst.copy_(x),
-                "pack": lambda: compress(x, bits, backend="torch"),
-                "unpack": lambda: decompress(c, backend="torch"),
+                "pack": lambda bits=bits: compress(x, bits, backend="torch"),
+                "unpack": lambda c=c: decompress(c, backend="torch"),
             },
             reps,
             warmup=1,
@@ -126,14 +143,21 @@ def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0) -> l
         s = runs.spreads
         per_round = [cp / (pk + up) for cp, pk, up in zip(s["copy"].values, s["pack"].values, s["unpack"].values)]
         fraction = Spread.of(per_round)
-        rows.append({
-            "bits": bits, "ratio": x.numel() * 4 / c.nbytes,
-            "max_abs_error_over_step": float((y - x).abs().max()) / c.step,
-            "rmse": float(((y - x) ** 2).mean().sqrt()),
-            "pack_ms": 1e3 * s["pack"].median, "unpack_ms": 1e3 * s["unpack"].median,
-            "copy_ms": 1e3 * s["copy"].median, "fraction_of_copy": fraction.median,
-            "fraction_low": fraction.low, "fraction_high": fraction.high, "repeats": reps,
-        })  # fmt: skip
+        rows.append(
+            {
+                "bits": bits,
+                "ratio": x.numel() * 4 / c.nbytes,
+                "max_abs_error_over_step": float((y - x).abs().max()) / c.step,
+                "rmse": float(((y - x) ** 2).mean().sqrt()),
+                "pack_ms": 1e3 * s["pack"].median,
+                "unpack_ms": 1e3 * s["unpack"].median,
+                "copy_ms": 1e3 * s["copy"].median,
+                "fraction_of_copy": fraction.median,
+                "fraction_low": fraction.low,
+                "fraction_high": fraction.high,
+                "repeats": reps,
+            }
+        )
     return rows
 
 
@@ -145,8 +169,12 @@ def run_pipeline(config, devices, emulate: bool = True) -> dict:
 
     with EmulatedCluster(devices) if emulate else _Loopback() as cluster:
         n = len(devices)
-        result = launch(config, commands={i: cluster.command(i) for i in range(n)}, master_addr=cluster.master_addr,
-                        env_extra={i: cluster.env(i) for i in range(n)})  # fmt: skip
+        result = launch(
+            config,
+            commands={i: cluster.command(i) for i in range(n)},
+            master_addr=cluster.master_addr,
+            env_extra={i: cluster.env(i) for i in range(n)},
+        )
         result["emulated"] = bool(getattr(cluster, "emulated", False))
     return result
 

@@ -15,17 +15,35 @@ from sklearn.preprocessing import StandardScaler
 
 from .profiles import DeviceProfile, LayerRecord
 
-LAYER_TYPES = ("Linear", "Conv2d", "MultiheadAttention", "LayerNorm", "GELU", "ReLU", "Embedding", "Dropout", "Embed",
-               "Block", "Head", "other")  # the last three: the pipeline layers of replab.edge.models
+LAYER_TYPES = (
+    "Linear",
+    "Conv2d",
+    "MultiheadAttention",
+    "LayerNorm",
+    "GELU",
+    "ReLU",
+    "Embedding",
+    "Dropout",
+    "Embed",
+    "Block",
+    "Head",
+    "other",
+)  # the last three: the pipeline layers of replab.edge.models
 
 
 def layer_features(record: LayerRecord, backward: bool) -> list[float]:
     onehot = [float(record.type == t) for t in LAYER_TYPES[:-1]]
     onehot.append(float(record.type not in LAYER_TYPES[:-1]))
     return [
-        np.log1p(record.flops), np.log1p(record.bytes), np.log1p(record.in_features), np.log1p(record.out_features),
-        np.log1p(record.seq_len), np.log1p(record.batch), float(backward), *onehot,
-    ]  # fmt: skip
+        np.log1p(record.flops),
+        np.log1p(record.bytes),
+        np.log1p(record.in_features),
+        np.log1p(record.out_features),
+        np.log1p(record.seq_len),
+        np.log1p(record.batch),
+        float(backward),
+        *onehot,
+    ]
 
 
 def samples(profile: DeviceProfile) -> tuple[np.ndarray, np.ndarray]:
@@ -83,8 +101,14 @@ class LatencyPredictor:
     def __init__(self, hidden: tuple[int, ...] = (64, 64), replay_size: int = 2000, random_state: int = 0):
         self.hidden, self.replay_size, self.random_state = hidden, replay_size, random_state
         self.scaler = StandardScaler()
-        self.model = MLPRegressor(hidden_layer_sizes=hidden, alpha=1e-3, learning_rate_init=3e-3, max_iter=5000,
-                                  random_state=random_state, tol=1e-6)  # fmt: skip
+        self.model = MLPRegressor(
+            hidden_layer_sizes=hidden,
+            alpha=1e-3,
+            learning_rate_init=3e-3,
+            max_iter=5000,
+            random_state=random_state,
+            tol=1e-6,
+        )
         self._replay: tuple[np.ndarray, np.ndarray] | None = None
         self._calibration: dict[str, tuple[str, np.ndarray]] = {}  # per adapted device: (CALIBRATIONS key, weights)
 
@@ -101,7 +125,9 @@ class LatencyPredictor:
         features, _, log_gflops = _normalised(X)
         return self.model.predict(self.scaler.transform(features)) - log_gflops
 
-    def predict_ms(self, profile: DeviceProfile, records: list[LayerRecord] | None = None, backward: bool | None = None):
+    def predict_ms(
+        self, profile: DeviceProfile, records: list[LayerRecord] | None = None, backward: bool | None = None
+    ):
         """Predicted ms for ``records`` (default: the profile's layers), forward and backward interleaved as in
         :func:`samples`, or one direction when ``backward`` is set."""
         desc = [np.log(v) for v in profile.descriptor()]
@@ -114,13 +140,15 @@ class LatencyPredictor:
             log_ms = log_ms + CALIBRATIONS[kind](X) @ weights
         return np.exp(log_ms)
 
-    def adapt(self, profile: DeviceProfile, n_measurements: int, epochs: int = 0, seed: int = 0,
-              ridge: float = 0.1) -> LatencyPredictor:  # fmt: skip
+    def adapt(
+        self, profile: DeviceProfile, n_measurements: int, epochs: int = 0, seed: int = 0, ridge: float = 0.1
+    ) -> LatencyPredictor:
         """Adapt to ``profile`` (an unseen device) from ``n_measurements`` of its samples: a per-device
         correction of the log-latency (an offset, or an offset with slopes, whichever predicts the held-out
-        measurements better), which leaves the known devices untouched. With ``epochs > 0`` the shared network is first fine-tuned on the new samples,
-        each step mixed with an equal draw from the replay buffer; on the synthetic test devices that hurt
-        both the new and the known devices (MAPE 0.05 -> 0.19 and 0.01 -> 0.28 at 30 epochs), so it is off."""
+        measurements better), which leaves the known devices untouched. With ``epochs > 0`` the shared network
+        is first fine-tuned on the new samples, each step mixed with an equal draw from the replay buffer; on the
+        synthetic test devices that hurt both the new and the known devices (MAPE 0.05 -> 0.19 and 0.01 -> 0.28
+        at 30 epochs), so it is off."""
         if self._replay is None:
             raise ValueError("fit() the predictor on known devices before adapting it")
         if n_measurements <= 0:

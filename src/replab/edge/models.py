@@ -43,8 +43,9 @@ class Head(nn.Module):
         return self.out(self.norm(x))
 
 
-def tiny_transformer(n_blocks: int = 4, d_model: int = 64, n_heads: int = 4, vocab: int = 64, seq_len: int = 32,
-                     seed: int = 0) -> list[nn.Module]:  # fmt: skip
+def tiny_transformer(
+    n_blocks: int = 4, d_model: int = 64, n_heads: int = 4, vocab: int = 64, seq_len: int = 32, seed: int = 0
+) -> list[nn.Module]:
     """Embedding, ``n_blocks`` transformer blocks, and the LM head, as a list (same weights for a seed)."""
     torch.manual_seed(seed)
     return [Embed(vocab, d_model, seq_len), *[Block(d_model, n_heads) for _ in range(n_blocks)], Head(d_model, vocab)]

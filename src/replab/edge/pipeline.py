@@ -9,10 +9,14 @@ In the backward pass ``_Decode`` compresses the incoming gradient into a tensor 
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
 import os
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -165,6 +169,9 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> tuple[list[float]
             step_losses: list[torch.Tensor] = []
             schedule.step(target=y, losses=step_losses)
             losses.append(float(torch.stack(step_losses).detach().mean()))
+            # Progress on stderr, which the launcher streams to the terminal as it comes.
+            if len(losses) % max(1, config.steps // 10) == 0 or len(losses) == config.steps:
+                print(f"step {len(losses)}/{config.steps} loss {losses[-1]:.4f}", file=sys.stderr, flush=True)
         else:
             schedule.step()
         if optimiser:
@@ -212,8 +219,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(config: PipelineConfig, commands=None, master_addr: str = "127.0.0.1", env_extra=None,
-           timeout: float = 600) -> dict:  # fmt: skip
+def _collect(pipe, sink) -> None:
+    for line in pipe:
+        sink(line)
+
+
+def _forward(rank: int, tail: collections.deque):
+    """Keep the last lines (for the error message) and show each on the terminal, prefixed by its rank."""
+    from ..progress import in_stage
+
+    out = sys.__stderr__ if in_stage() else sys.stderr
+
+    def sink(line: str) -> None:
+        tail.append(line)
+        if out is not None:
+            print(f"  rank {rank}: {line.rstrip()}", file=out, flush=True)
+
+    return sink
+
+
+def launch(
+    config: PipelineConfig, commands=None, master_addr: str = "127.0.0.1", env_extra=None, timeout: float = 600
+) -> dict:
     """Run every rank as its own process and collect their results: ``{"losses", "seconds", "ranks"}``.
 
     ``commands[r]``, where given, is an argv prefix for rank r (for example a cgroup join and ``ip netns
@@ -226,26 +253,64 @@ def launch(config: PipelineConfig, commands=None, master_addr: str = "127.0.0.1"
     port = free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(asdict(config), f)
-    procs = []
+    procs: list[subprocess.Popen] = []
+    readers: list[threading.Thread] = []
+    stdout: dict[int, list[str]] = {}
+    stderr: dict[int, collections.deque] = {}
     try:
         for rank in range(world):
-            env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": master_addr,
-                   "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", **((env_extra or {}).get(rank, {}))}  # fmt: skip
+            env = {
+                **os.environ,
+                "RANK": str(rank),
+                "WORLD_SIZE": str(world),
+                "MASTER_ADDR": master_addr,
+                "MASTER_PORT": str(port),
+                "OMP_NUM_THREADS": "1",
+                **((env_extra or {}).get(rank, {})),
+            }
             prefix = list((commands or {}).get(rank, []))
-            procs.append(subprocess.Popen(prefix + [sys.executable, "-m", "replab.edge.pipeline", f.name], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
-        outs = [p.communicate(timeout=timeout) for p in procs]
+            proc = subprocess.Popen(
+                prefix + [sys.executable, "-m", "replab.edge.pipeline", f.name],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(proc)
+            stdout[rank], stderr[rank] = [], collections.deque(maxlen=200)
+            # One reader per pipe: no rank blocks on a full pipe while another is read, and each rank's
+            # stderr (its progress) reaches the terminal as it is written.
+            readers += [
+                threading.Thread(target=_collect, args=(proc.stdout, stdout[rank].append), daemon=True),
+                threading.Thread(target=_collect, args=(proc.stderr, _forward(rank, stderr[rank])), daemon=True),
+            ]
+            readers[-2].start()
+            readers[-1].start()
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"pipeline ranks did not finish within {timeout:.0f} s") from None
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+        for p in procs:
+            p.wait()
+        for t in readers:
+            t.join(timeout=5)
         os.unlink(f.name)
-    failed = [(r, o[1][-2000:]) for r, (p, o) in enumerate(zip(procs, outs)) if p.returncode != 0]
+    failed = [(r, "".join(stderr[r])[-2000:]) for r, p in enumerate(procs) if p.returncode != 0]
     if failed:
         raise RuntimeError("pipeline ranks failed:\n" + "\n".join(f"rank {r}: {err}" for r, err in failed))
+    outs = [("".join(stdout[r]), "") for r in range(world)]
     results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
-    return {"losses": results[-1]["losses"], "step_seconds": results[-1]["step_seconds"],
-            "seconds": max(r["seconds"] for r in results), "ranks": results}  # fmt: skip
+    return {
+        "losses": results[-1]["losses"],
+        "step_seconds": results[-1]["step_seconds"],
+        "seconds": max(r["seconds"] for r in results),
+        "ranks": results,
+    }
 
 
 def main() -> int:
@@ -262,8 +327,12 @@ def main() -> int:
         start = time.perf_counter()
         losses, step_seconds = run_rank(rank, world, config)
         dist.barrier()
-        print(json.dumps({"rank": rank, "losses": losses, "seconds": time.perf_counter() - start,
-                          "step_seconds": step_seconds}), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {"rank": rank, "losses": losses, "seconds": time.perf_counter() - start, "step_seconds": step_seconds}
+            ),
+            flush=True,
+        )
     finally:
         dist.destroy_process_group()
     return 0

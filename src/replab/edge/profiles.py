@@ -76,8 +76,9 @@ def _features(x, y) -> tuple[int, int, int, int]:
     return int(x.shape[-1]), int(y.shape[-1]), int(seq), int(x.shape[0])
 
 
-def measure_layers(layers, example, repeats: int = 5, names: list[str] | None = None,
-                   min_seconds: float = 0.2) -> list[LayerRecord]:  # fmt: skip
+def measure_layers(
+    layers, example, repeats: int = 5, names: list[str] | None = None, min_seconds: float = 0.2
+) -> list[LayerRecord]:
     """Forward and backward time of each module of ``layers`` (applied in sequence to ``example``): the mean
     over at least ``repeats`` calls and ``min_seconds`` of wall time, so that CPU-quota throttling (which
     short bursts escape) shows in the figure; FLOPs from torch's FlopCounterMode."""
@@ -94,7 +95,7 @@ def measure_layers(layers, example, repeats: int = 5, names: list[str] | None = 
         grad = torch.ones_like(y)
         wrt = ([x] if x.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
 
-        def once():
+        def once(layer=layer, x=x, wrt=wrt, grad=grad):
             start = time.perf_counter()
             out = layer(x)
             mid = time.perf_counter()
@@ -111,11 +112,20 @@ def measure_layers(layers, example, repeats: int = 5, names: list[str] | None = 
         params = sum(p.numel() * p.element_size() for p in layer.parameters())
         nbytes = params + x.numel() * x.element_size() + y.numel() * y.element_size()
         fin, fout, seq, batch = _features(x, y)
-        records.append(LayerRecord(
-            name=names[idx] if names else f"{idx}", type=type(layer).__name__, in_features=fin, out_features=fout,
-            seq_len=seq, batch=batch, flops=flops, bytes=float(nbytes),
-            forward_ms=1e3 * fwd / calls, backward_ms=1e3 * bwd / calls,
-        ))  # fmt: skip
+        records.append(
+            LayerRecord(
+                name=names[idx] if names else f"{idx}",
+                type=type(layer).__name__,
+                in_features=fin,
+                out_features=fout,
+                seq_len=seq,
+                batch=batch,
+                flops=flops,
+                bytes=float(nbytes),
+                forward_ms=1e3 * fwd / calls,
+                backward_ms=1e3 * bwd / calls,
+            )
+        )
         x = y.detach()
     return records
 
@@ -136,17 +146,22 @@ def matmul_gflops(size: int = 256, seconds: float = 0.5) -> float:
 
 def this_machine(name: str, cpu_share: float, memory_mb: float, link: Link, layers: list[LayerRecord]) -> DeviceProfile:
     return DeviceProfile(
-        name=name, kind="measured", source=f"measured with replab.edge.profiles on {platform.machine()} ({platform.processor() or 'cpu'})",
-        cpu_share=cpu_share, memory_mb=memory_mb, gflops=matmul_gflops(), link=link, layers=layers,
-    )  # fmt: skip
+        name=name,
+        kind="measured",
+        source=f"measured with replab.edge.profiles on {platform.machine()} ({platform.processor() or 'cpu'})",
+        cpu_share=cpu_share,
+        memory_mb=memory_mb,
+        gflops=matmul_gflops(),
+        link=link,
+        layers=layers,
+    )
 
 
 # The layer chains a profile measures: pipeline layers (embedding, transformer blocks, head) of tiny
 # transformers over a grid of widths, sequence lengths and batch sizes, so the predictor sees varied shapes.
 PROFILE_GRID = [
-    {"d_model": d, "seq_len": s, "batch": b}
-    for d in (32, 48, 64, 96, 128) for s in (16, 32, 64) for b in (2, 4, 8, 16)
-]  # fmt: skip
+    {"d_model": d, "seq_len": s, "batch": b} for d in (32, 48, 64, 96, 128) for s in (16, 32, 64) for b in (2, 4, 8, 16)
+]
 
 
 def measure_transformer_layers(grid=None, repeats: int = 3) -> list[LayerRecord]:
@@ -170,13 +185,21 @@ def _measure_here(name: str, cpu_share: float, memory_mb: float, bandwidth_mbit:
     torch.set_num_threads(max(1, int(round(cpu_share))) if cpu_share >= 1 else 1)
     layers = measure_transformer_layers()
     profile = DeviceProfile(
-        name=name, kind="measured", source=source, cpu_share=cpu_share, memory_mb=memory_mb,
-        gflops=matmul_gflops(), link=Link(bandwidth_mbit=bandwidth_mbit, delay_ms=0.1), layers=layers,
-    )  # fmt: skip
+        name=name,
+        kind="measured",
+        source=source,
+        cpu_share=cpu_share,
+        memory_mb=memory_mb,
+        gflops=matmul_gflops(),
+        link=Link(bandwidth_mbit=bandwidth_mbit, delay_ms=0.1),
+        layers=layers,
+    )
     profile.save(out)
 
 
-def measure_profile(name: str, cpu_share: float, out: str | Path, memory_mb: float = 1024, bandwidth_mbit: float = 100) -> Path:
+def measure_profile(
+    name: str, cpu_share: float, out: str | Path, memory_mb: float = 1024, bandwidth_mbit: float = 100
+) -> Path:
     """Measure this machine as a device with ``cpu_share`` cores: inside a cgroup CPU quota when emulation is
     available (root), else as is (and the source says so)."""
     import json
@@ -188,11 +211,17 @@ def measure_profile(name: str, cpu_share: float, out: str | Path, memory_mb: flo
     out = Path(out)
     device = EmulatedDevice(name, cpu_share, int(memory_mb) + 1024, bandwidth_mbit)
     with EmulatedCluster([device]) as cluster:
-        how = (f"cgroup v1 CPU quota {cpu_share:g} core(s)" if cluster.emulated
-               else f"no CPU quota applied ({cluster.reason}); cpu_share is nominal")  # fmt: skip
+        how = (
+            f"cgroup v1 CPU quota {cpu_share:g} core(s)"
+            if cluster.emulated
+            else f"no CPU quota applied ({cluster.reason}); cpu_share is nominal"
+        )
         source = f"measured with replab.edge.profiles on {platform.machine()} ({os.cpu_count()} cores), {how}"
         args = json.dumps([name, cpu_share, memory_mb, bandwidth_mbit, str(out), source])
-        code = "import json, sys; from pathlib import Path; from replab.edge.profiles import _measure_here as m; a = json.loads(sys.argv[1]); a[4] = Path(a[4]); m(*a)"
+        code = (
+            "import json, sys; from pathlib import Path; from replab.edge.profiles import _measure_here as m; "
+            "a = json.loads(sys.argv[1]); a[4] = Path(a[4]); m(*a)"
+        )
         subprocess.run(cluster.command(0) + [sys.executable, "-c", code, args], check=True)
     return out
 
@@ -204,7 +233,11 @@ PUBLISHED = {
         "to 2.2 GHz; LPDDR5 204.8 GB/s); CPU fp32 peak taken as 12 cores x 2.2 GHz x 16 FLOP/cycle (2x128-bit FMA) = "
         "422 GFLOP/s; efficiency 0.3 assumed; link: 802.11ac Wi-Fi, 200 Mbit/s assumed. Layer times are roofline "
         "estimates.",
-        peak_gflops=422.4, bandwidth_gbs=204.8, efficiency=0.3, cpu_share=12, memory_mb=65536,
+        peak_gflops=422.4,
+        bandwidth_gbs=204.8,
+        efficiency=0.3,
+        cpu_share=12,
+        memory_mb=65536,
         link=Link(bandwidth_mbit=200, delay_ms=2),
     ),
     "phone-snapdragon-8gen2-cpu": dict(
@@ -212,10 +245,14 @@ PUBLISHED = {
         "3.2 GHz + 4 performance + 3 efficiency cores; LPDDR5x 4200 MHz, 4x16-bit = 67 GB/s); fp32 peak taken as 8 "
         "cores x 2.8 GHz (mean) x 16 FLOP/cycle = 358 GFLOP/s; efficiency 0.15 assumed (thermal limits, Termux CPU "
         "build); link: Wi-Fi, 100 Mbit/s assumed. Layer times are roofline estimates.",
-        peak_gflops=358.4, bandwidth_gbs=67.0, efficiency=0.15, cpu_share=8, memory_mb=8192,
+        peak_gflops=358.4,
+        bandwidth_gbs=67.0,
+        efficiency=0.15,
+        cpu_share=8,
+        memory_mb=8192,
         link=Link(bandwidth_mbit=100, delay_ms=5),
     ),
-}  # fmt: skip
+}
 
 
 def published_profiles(layers: list[LayerRecord]) -> list[DeviceProfile]:
@@ -223,8 +260,17 @@ def published_profiles(layers: list[LayerRecord]) -> list[DeviceProfile]:
     return [roofline_profile(name, layers=layers, **spec) for name, spec in PUBLISHED.items()]
 
 
-def roofline_profile(name: str, source: str, peak_gflops: float, bandwidth_gbs: float, efficiency: float,
-                     cpu_share: float, memory_mb: float, link: Link, layers: list[LayerRecord]) -> DeviceProfile:  # fmt: skip
+def roofline_profile(
+    name: str,
+    source: str,
+    peak_gflops: float,
+    bandwidth_gbs: float,
+    efficiency: float,
+    cpu_share: float,
+    memory_mb: float,
+    link: Link,
+    layers: list[LayerRecord],
+) -> DeviceProfile:
     """A "published" profile: per-layer times estimated as ``max(FLOPs / (efficiency * peak), bytes /
     bandwidth)`` (backward twice forward) from a device's published figures. Estimates, not measurements:
     the source field says which figures were used."""
@@ -232,21 +278,34 @@ def roofline_profile(name: str, source: str, peak_gflops: float, bandwidth_gbs: 
     for rec in layers:
         fwd_s = max(rec.flops / (efficiency * peak_gflops * 1e9), rec.bytes / (bandwidth_gbs * 1e9))
         estimated.append(rec.model_copy(update={"forward_ms": 1e3 * fwd_s, "backward_ms": 2e3 * fwd_s}))
-    return DeviceProfile(name=name, kind="published", source=source, cpu_share=cpu_share, memory_mb=memory_mb,
-                         gflops=efficiency * peak_gflops, link=link, layers=estimated)  # fmt: skip
+    return DeviceProfile(
+        name=name,
+        kind="published",
+        source=source,
+        cpu_share=cpu_share,
+        memory_mb=memory_mb,
+        gflops=efficiency * peak_gflops,
+        link=link,
+        layers=estimated,
+    )
 
 
 if __name__ == "__main__":
     import argparse
 
-    p = argparse.ArgumentParser(description="measure this machine as an edge device profile, or write the published ones")
+    p = argparse.ArgumentParser(
+        description="measure this machine as an edge device profile, or write the published ones"
+    )
     p.add_argument("name", nargs="?")
     p.add_argument("--cpu-share", type=float)
     p.add_argument("--out")
     p.add_argument("--memory-mb", type=float, default=1024)
     p.add_argument("--bandwidth-mbit", type=float, default=100)
-    p.add_argument("--published", metavar="DIR", help="write the published-figure profiles into DIR, with the layer "
-                   "features of DIR/dev-cpu100.yaml")  # fmt: skip
+    p.add_argument(
+        "--published",
+        metavar="DIR",
+        help="write the published-figure profiles into DIR, with the layer features of DIR/dev-cpu100.yaml",
+    )
     a = p.parse_args()
     if a.published:
         base = DeviceProfile.load(Path(a.published) / "dev-cpu100.yaml").layers

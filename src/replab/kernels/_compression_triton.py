@@ -9,8 +9,9 @@ BLOCK_BYTES = 1024
 
 
 @triton.jit
-def _pack_kernel(x_ptr, out_ptr, numel, n_bytes, minimum, inv_step,
-                 BITS: tl.constexpr, PER: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+def _pack_kernel(
+    x_ptr, out_ptr, numel, n_bytes, minimum, inv_step, BITS: tl.constexpr, PER: tl.constexpr, BLOCK: tl.constexpr
+):
     # Each program writes BLOCK bytes; byte i holds the codes of values i*PER .. i*PER + PER - 1.
     byte = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     j = tl.arange(0, PER)
@@ -23,8 +24,9 @@ def _pack_kernel(x_ptr, out_ptr, numel, n_bytes, minimum, inv_step,
 
 
 @triton.jit
-def _unpack_kernel(p_ptr, out_ptr, numel, n_bytes, minimum, step,
-                   BITS: tl.constexpr, PER: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+def _unpack_kernel(
+    p_ptr, out_ptr, numel, n_bytes, minimum, step, BITS: tl.constexpr, PER: tl.constexpr, BLOCK: tl.constexpr
+):
     byte = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     j = tl.arange(0, PER)
     packed = tl.load(p_ptr + byte, mask=byte < n_bytes, other=0).to(tl.int32)

@@ -6,11 +6,22 @@ import triton.language as tl
 
 @triton.jit
 def pac_aggregate_kernel(
-    h_ptr, q_ptr, g_ptr, n_clusters, stride_h, stride_q, stride_g,
-    batch: tl.constexpr, dim: tl.constexpr, cols_per_split: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr,
+    h_ptr,
+    q_ptr,
+    g_ptr,
+    n_clusters,
+    stride_h,
+    stride_q,
+    stride_g,
+    batch: tl.constexpr,
+    dim: tl.constexpr,
+    cols_per_split: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
-):  # fmt: skip
+):
     # Program (i, j) owns BLOCK_M rows and the j-th slice of the columns: it forms the cosine distances of
     # each BLOCK_M x BLOCK_N tile in registers (never the B x B matrix) and adds their product with q into
     # G. Slicing the columns gives the GPU enough programs at moderate batch sizes; slices meet by atomic add.
@@ -25,12 +36,24 @@ def pac_aggregate_kernel(
         sim = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for start_d in range(0, dim, BLOCK_D):
             ds = start_d + tl.arange(0, BLOCK_D)
-            a = tl.load(h_ptr + rows[:, None] * stride_h + ds[None, :], mask=(rows[:, None] < batch) & (ds[None, :] < dim), other=0.0)
-            b = tl.load(h_ptr + cols[:, None] * stride_h + ds[None, :], mask=(cols[:, None] < batch) & (ds[None, :] < dim), other=0.0)
+            a = tl.load(
+                h_ptr + rows[:, None] * stride_h + ds[None, :],
+                mask=(rows[:, None] < batch) & (ds[None, :] < dim),
+                other=0.0,
+            )
+            b = tl.load(
+                h_ptr + cols[:, None] * stride_h + ds[None, :],
+                mask=(cols[:, None] < batch) & (ds[None, :] < dim),
+                other=0.0,
+            )
             sim += tl.dot(a, tl.trans(b), input_precision=PRECISION)
         keep = (rows[:, None] != cols[None, :]) & (cols[None, :] < batch)
         dist = tl.where(keep, 1.0 - sim, 0.0)
-        q = tl.load(q_ptr + cols[:, None] * stride_q + ks[None, :], mask=(cols[:, None] < batch) & (ks[None, :] < n_clusters), other=0.0)
+        q = tl.load(
+            q_ptr + cols[:, None] * stride_q + ks[None, :],
+            mask=(cols[:, None] < batch) & (ks[None, :] < n_clusters),
+            other=0.0,
+        )
         g += tl.dot(dist, q, input_precision=PRECISION)
     mask = (rows[:, None] < batch) & (ks[None, :] < n_clusters)
     tl.atomic_add(g_ptr + rows[:, None] * stride_g + ks[None, :], g, mask=mask)

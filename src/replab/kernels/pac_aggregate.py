@@ -21,9 +21,13 @@ def pac_target_reference(features: torch.Tensor, probs: torch.Tensor, m: float) 
 
 
 def pac_target(features: torch.Tensor, probs: torch.Tensor, m: float, backend: str = "auto") -> torch.Tensor:
-    """The target (no gradient). ``backend``: ``"auto"`` (Triton on CUDA, torch elsewhere), ``"triton"``, ``"torch"``."""
+    """The target (no gradient).
+
+    ``backend``: ``"auto"`` (Triton on CUDA, torch elsewhere), ``"triton"``, ``"torch"``."""
     if features.ndim != 2 or probs.ndim != 2 or features.shape[0] != probs.shape[0]:
-        raise ValueError(f"features (B, d) and probs (B, K) must share B; got {tuple(features.shape)}, {tuple(probs.shape)}")
+        raise ValueError(
+            f"features (B, d) and probs (B, K) must share B; got {tuple(features.shape)}, {tuple(probs.shape)}"
+        )
     if not m > 1:
         raise ValueError(f"m must be > 1, got {m}")
     if backend not in ("auto", "triton", "torch"):
@@ -36,8 +40,14 @@ def pac_target(features: torch.Tensor, probs: torch.Tensor, m: float, backend: s
 
 
 def _pac_target_triton(
-    features: torch.Tensor, probs: torch.Tensor, m: float, block_m: int = 64, block_n: int = 64, num_warps: int = 4,
-    splits: int | None = None, precision: str = "tf32x3",
+    features: torch.Tensor,
+    probs: torch.Tensor,
+    m: float,
+    block_m: int = 64,
+    block_n: int = 64,
+    num_warps: int = 4,
+    splits: int | None = None,
+    precision: str = "tf32x3",
 ) -> torch.Tensor:
     """``precision``: Triton's ``input_precision`` for the two tile products. ``tf32x3`` (default) runs on
     tensor cores with about fp32 accuracy; ``ieee`` is exact fp32 on the CUDA cores; ``tf32`` is fastest and
@@ -59,9 +69,22 @@ def _pac_target_triton(
     cols_per_split = triton.cdiv(col_blocks, splits) * block_n
     splits = triton.cdiv(batch, cols_per_split)
     pac_aggregate_kernel[(row_blocks, splits)](
-        h, q, g, k, h.stride(0), q.stride(0), g.stride(0), batch=batch, dim=dim, cols_per_split=cols_per_split,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=min(64, max(16, triton.next_power_of_2(dim))),
-        BLOCK_K=max(16, triton.next_power_of_2(k)), PRECISION=precision, num_warps=num_warps,
-    )  # fmt: skip
+        h,
+        q,
+        g,
+        k,
+        h.stride(0),
+        q.stride(0),
+        g.stride(0),
+        batch=batch,
+        dim=dim,
+        cols_per_split=cols_per_split,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        BLOCK_D=min(64, max(16, triton.next_power_of_2(dim))),
+        BLOCK_K=max(16, triton.next_power_of_2(k)),
+        PRECISION=precision,
+        num_warps=num_warps,
+    )
     # The power normalisation is B x K element-wise work: torch's fused softmax does it in log space.
     return torch.softmax(-torch.log(g.clamp_min(_TINY)) / (m - 1.0), dim=1)

@@ -59,7 +59,9 @@ def undersampling_experiment(
     axes = anchor_axes(shape, anchor_spacing)
     n_anchors = int(np.prod([len(a) for a in axes]))
     if n_anchors <= n_components and any(m.startswith("coarse_pca") for m in methods):
-        raise ValueError(f"{n_anchors} anchors are too few for PCA with {n_components} components: use a smaller spacing")
+        raise ValueError(
+            f"{n_anchors} anchors are too few for PCA with {n_components} components: use a smaller spacing"
+        )
     anchors = take_anchors(samples, axes).astype(np.float64)
     variances = variances_from_anchors(anchors.var(axis=0), axes, shape, interpolation)
 
@@ -119,7 +121,9 @@ def spacing_sweep(
             continue
         # PCA on the anchors needs more anchor points than components.
         methods = ("coarse_pca", "spca_l2") if anchors_per_axis**2 > n_components else ("spca_l2",)
-        res = undersampling_experiment(samples, model, spacing, n_components, interpolation, degeneracy_tol, methods, seed)
+        res = undersampling_experiment(
+            samples, model, spacing, n_components, interpolation, degeneracy_tol, methods, seed
+        )
         for name, r in res.methods.items():
             rows.append(
                 {
@@ -169,6 +173,7 @@ def harmonic_oscillator_check(grid: int, c: float, radius_fraction: float, n_lev
 
     # Analytic modes: H = -(c/2) Lap + r^2/R^2 - 1 near the centre, mass 1/c, m*omega = sqrt(2/c)/R.
     alpha = math.sqrt(math.sqrt(2.0 / c) / radius)
+
     def hermite(n):  # noqa: E306
         return hermval(alpha * axis, [0] * n + [1]) * np.exp(-0.5 * (alpha * axis) ** 2)
 
@@ -214,8 +219,16 @@ def icosphere_check(
     return SphereResult(subdivisions, kind, len(vertices), e, levels[:-1], vertices, spca.components_)
 
 
-def line_gp(points: int, n_samples: int, filter_width: float, n_components: int = 10, anchor_spacing: int = 6,
-            interpolation: str = "cubic", degeneracy_tol: float = 0.02, seed: int = 0) -> UndersamplingResult:  # fmt: skip
+def line_gp(
+    points: int,
+    n_samples: int,
+    filter_width: float,
+    n_components: int = 10,
+    anchor_spacing: int = 6,
+    interpolation: str = "cubic",
+    degeneracy_tol: float = 0.02,
+    seed: int = 0,
+) -> UndersamplingResult:
     """The same comparison for a 1-D Gaussian process with variance ``1 - x^2/R^2``."""
     model = FilteredNoiseField(paraboloid_variance((points,)), filter_width)
     samples = model.sample(n_samples, np.random.default_rng(seed))

@@ -94,9 +94,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
             if dim is not None and (not isinstance(dim, Integral) or dim < 1):
                 raise ValueError(f"dim must be a positive integer, got {dim!r}")
         if self.n_components >= n_points:
-            raise ValueError(
-                f"n_components={self.n_components} must be smaller than the number of points ({n_points})"
-            )
+            raise ValueError(f"n_components={self.n_components} must be smaller than the number of points ({n_points})")
 
         self.variance_scale_ = float(variances.max())
         scaled = variances.ravel() / self.variance_scale_

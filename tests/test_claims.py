@@ -1,0 +1,201 @@
+"""The claims schema, the measurement helper and each paper's headline logic (verdicts computed, can fail)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from replab import claims
+from replab.claims import Claim, PaperResults, PaperValue, Target, claim
+from replab.measure import Spread, machine, repeat
+
+
+def test_verdicts_follow_the_target():
+    assert claim("a", "x", 0.96, scale="s", method="paper", target=(">=", 0.95)).verdict == "met"
+    assert claim("a", "x", 0.94, scale="s", method="paper", target=(">=", 0.95)).verdict == "missed"
+    assert claim("a", "x", 1.03, scale="s", method="paper", target=("<=", 1.02)).verdict == "missed"
+    assert claim("a", "x", [1, 2, 3], scale="s", method="paper", target=("==", [1, 2, 3])).verdict == "met"
+    assert claim("a", "x", [1, 3, 4], scale="s", method="paper", target=("==", [1, 2, 3])).verdict == "missed"
+
+
+def test_no_target_or_no_value_is_na_with_a_reason():
+    c = claim("a", "x", 0.5, scale="s", method="stand-in")
+    assert c.verdict == "n/a" and "no target" in c.reason
+    c = claim("a", "x", float("nan"), scale="s", method="paper", target=(">=", 1))
+    assert c.verdict == "n/a" and c.ours is None and c.reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"verdict": "n/a"}, "needs its reason"),
+        ({"verdict": "met"}, "needs a target"),
+        ({"verdict": "n/a", "reason": "r", "timing": True}, "names the machine"),
+        ({"verdict": "n/a", "reason": "r", "key": "Bad Key"}, "pattern"),
+    ],
+)
+def test_inconsistent_claims_are_refused(fields, message):
+    base = {"key": "a", "metric": "x", "ours": 1.0, "scale": "s", "method": "paper"}
+    with pytest.raises(ValidationError, match=message):
+        Claim(**{**base, **fields})
+
+
+def test_save_splits_scalars_timings_and_claims(tmp_path):
+    m = machine()
+    results = PaperResults(
+        paper="toy",
+        profile="tiny",
+        scale={"n": 3},
+        claims=[
+            claim(
+                "acc",
+                "accuracy",
+                0.9,
+                scale="s",
+                method="paper",
+                target=(">=", 0.8),
+                paper=PaperValue(value=0.95, source="Table 2"),
+            ),
+            claim("levels", "levels", [1, 2], scale="s", method="paper", target=("==", [1, 2])),
+            claim(
+                "speedup",
+                "speed-up",
+                2.5,
+                scale="s",
+                method="reconstruction",
+                target=(">=", 2),
+                timing=True,
+                machine=m,
+                spread=Spread.of([2.4, 2.5, 2.7]),
+            ),
+        ],
+        timings={"train_s": 1.23456, "load": 0.5},
+    )
+    paths = claims.save(results, tmp_path)
+    metrics = json.loads(paths["metrics"].read_text())
+    assert metrics == {"acc": 0.9, "targets_met": 3, "targets_missed": 0}  # scalars only, at top level
+    timing = json.loads(paths["timing"].read_text())
+    assert timing["speedup"] == 2.5 and timing["train_s"] == 1.235 and timing["load_s"] == 0.5
+    assert timing["cores"] == m.cores and timing["torch"] == m.torch
+    assert claims.load(paths["claims"]) == results
+    paths["claims"].write_text('{"paper": "toy"}')
+    with pytest.raises(claims.ClaimsFileError, match="not a valid claims file"):
+        claims.load(paths["claims"])
+
+
+def test_duplicate_claim_keys_are_refused():
+    c = claim("a", "x", 1.0, scale="s", method="paper")
+    with pytest.raises(ValidationError, match="repeated"):
+        PaperResults(paper="p", profile="tiny", scale={}, claims=[c, c])
+
+
+def test_repeat_interleaves_arms_and_rotates_the_order():
+    order = []
+    runs = repeat(
+        {"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2},
+        3,
+        measure=lambda result, seconds: result,
+    )
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    assert runs.spreads["a"].median == 1 and runs.ratio("b", "a").values == [2.0, 2.0, 2.0]
+    assert runs.machine.cores >= 1
+    with pytest.raises(ValueError):
+        repeat({"a": lambda: None}, 0)
+    s = Spread.of([3.0, 1.0, 2.0])
+    assert (s.median, s.low, s.high) == (2.0, 1.0, 3.0)
+
+
+def test_target_refuses_non_numbers():
+    with pytest.raises(TypeError):
+        Target(op=">=", level=1).holds("fast")
+
+
+# Each paper's headline, on inputs made to pass and to fail its targets.
+
+
+def _spca_inputs(overlap):
+    from replab.spectral.experiments import MethodResult, OscillatorResult, SphereResult, UndersamplingResult
+
+    method = lambda o: MethodResult(np.zeros((3, 4)), np.ones(3), overlap=list(o), spectrum_error=0.1)  # noqa: E731
+    main = UndersamplingResult(
+        np.ones(3),
+        np.zeros((3, 4)),
+        {m: method(overlap) for m in ("spca_l2", "spca_s2", "coarse_pca", "fine_pca")},
+        np.ones(4),
+        4,
+    )
+    osc = OscillatorResult(31, 62.0, 4.0, 0.1, np.zeros(10), np.zeros(10), [1, 2, 3, 4], np.zeros((1, 2, 2)), [1.0])
+    sphere = lambda kind, levels: SphereResult(2, kind, 162, np.zeros(16), levels, np.zeros((1, 3)), np.zeros(1))  # noqa: E731
+    return main, osc, {"cotangent": sphere("cotangent", [1, 3, 5, 7]), "graph": sphere("graph", [1, 3, 5, 3, 4])}
+
+
+@pytest.mark.parametrize(
+    ("overlap", "spca", "coarse"), [([0.97, 0.96], "met", "missed"), ([0.8, 0.7], "missed", "met")]
+)
+def test_schrodinger_pca_headline(overlap, spca, coarse):
+    from replab.spectral.headline import headline
+
+    main, osc, spheres = _spca_inputs(overlap)
+    results = headline(main, osc, spheres, profile="tiny", scale={"grid": "31x31"}, interpolation="cubic")
+    assert results.get("spca_min_overlap").verdict == spca
+    assert results.get("coarse_pca_max_overlap").verdict == coarse
+    assert results.get("oscillator_degeneracies").verdict == "met"
+    assert results.get("icosphere_multiplicities").paper.value == [1, 3, 5, 7]
+    assert all(c.paper is None or c.paper.source for c in results.claims)
+
+
+def test_pac_headline_reports_the_papers_cifar_numbers_beside_ours():
+    from replab.clustering.headline import headline
+
+    rows = [
+        {"dataset": d, "method": m, "seed": s, "acc": a + s, "nmi": 0, "ari": 0}
+        for d in ("digits", "wordnet_minilm")
+        for m, a in (("PAC (cosine, m=1.03)", 78), ("k-means (n_init=10)", 79))
+        for s in (0, 1)
+    ]
+    spread = pd.DataFrame(
+        [
+            {"method": m, "seed": s, "acc": a}
+            for m in ("PAC (cosine, m=1.03)", "k-means (n_init=1)")
+            for s, a in ((0, 70), (1, 74))
+        ]
+    )
+    deep = {k: {"acc": 50.0} for k in ("DPAC head", "PAC on DPAC features", "k-means on DPAC features")}
+    collapse = {"fcm_mean_centre_distance": 1e-6, "kmeans_mean_centre_distance": 1.0}
+    results = headline(
+        pd.DataFrame(rows), spread, deep, collapse, profile="tiny", scale={"n_digits": 4}, dpac_scale="tiny"
+    )
+    assert results.get("pac_acc_digits").ours == 78.5
+    assert results.get("dpac_head_acc").paper.value == 93.4
+    assert {c.verdict for c in results.claims} == {"n/a"} and all(c.reason for c in results.claims)
+
+
+@pytest.mark.parametrize(("speedup", "verdict"), [([2.1, 2.5, 2.2], "met"), ([1.5, 2.5, 1.9], "missed")])
+def test_accept_headline(speedup, verdict):
+    from replab.edge.accept_headline import headline
+
+    curve = [
+        {"measurements": n, "layer_within_10pct": w, "within_10pct": 0.3} for n, w in ((20, 0.95), (0, 0.2), (40, 0.1))
+    ]
+    codec = {"fraction_of_copy": 0.6, "fraction_low": 0.5, "fraction_high": 0.7, "repeats": 3}
+    results = headline(
+        speedup=Spread.of(speedup),
+        per_step_speedup=Spread.of([2.0]),
+        final_loss_ratio=1.05,
+        predictor_curve=curve,
+        max_measurements=20,
+        codec=codec,
+        bits=4,
+        machine=machine(),
+        profile="tiny",
+        scale={"devices": "3"},
+    )
+    assert results.get("speedup_time_to_loss").verdict == verdict
+    assert results.get("speedup_time_to_loss").timing and results.get("speedup_time_to_loss").machine
+    assert results.get("final_loss_ratio").verdict == "missed"
+    # The row with the most measurements up to 20, wherever it sits in the list.
+    assert results.get("predictor_layer_within_10pct").ours == 0.95
+    assert results.get("codec_fraction_of_copy").verdict == "met"
+    assert results.get("speedup_time_to_loss").paper.source == "abstract"
