@@ -47,10 +47,11 @@ system-deps:
 	fi
 
 setup: system-deps $(VENV)/.installed $(KERNEL_STAMP) $(ASSETS_STAMP)
-	@$(BIN)/replab params check
+	@$(BIN)/replab params check --schema-only
 
 data: setup
 	$(BIN)/replab data ensure
+	@$(BIN)/replab params check
 
 # PAPERS: a subset of paper stages (dvc repro runs what they depend on); the index then marks the rest.
 PAPERS ?=

@@ -16,6 +16,9 @@ def _params_check(args) -> int:
     from . import config
 
     params = config.load(args.file)
+    if args.schema_only:
+        print(f"{args.file}: valid (profile {params.profile}, seed {params.seed})")
+        return 0
     config.check_files(params, Path("."), args.file)
     print(f"{args.file}: valid (profile {params.profile}, seed {params.seed}); data and profiles present")
     return 0
@@ -115,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
     params = sub.add_parser("params", help="params.yaml").add_subparsers(dest="action", required=True)
     check = params.add_parser("check", help="validate params.yaml, and the files it names (data, profiles)")
     check.add_argument("file", nargs="?", default="params.yaml")
+    check.add_argument("--schema-only", action="store_true", help="skip the checks that need data/ (before it exists)")
     check.set_defaults(func=_params_check)
 
     data = sub.add_parser("data", help="data sets").add_subparsers(dest="action", required=True)

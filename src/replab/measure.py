@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
+from .progress import say
+
 
 class Machine(BaseModel):
     """Where a timing was measured."""
@@ -100,6 +102,7 @@ def repeat(
     warmup: int = 0,
     measure: Callable[[object, float], float] | None = None,
     device: str = "cpu",
+    label: str | None = None,
 ) -> Repeats:
     """Run every arm ``repeats`` times, interleaved (round r runs each arm once, in an order that rotates
     between rounds so no arm always goes first), and summarise each arm.
@@ -118,6 +121,8 @@ def repeat(
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
+            if label:
+                say(f"{label}: round {r + 1}/{repeats}, {name}")
             start = time.perf_counter()
             result = arms[name]()
             seconds = time.perf_counter() - start

@@ -96,3 +96,19 @@ def test_cifar10_binary_reader(tmp_path):
     assert labels.tolist() == [1, 7, 9] * 6
     with pytest.raises(FileNotFoundError, match="CIFAR-10 not found"):
         cifar.load_cifar10(tmp_path / "missing")
+
+
+def test_checkpoint_bytes_do_not_depend_on_the_process(tmp_path):
+    """safetensors orders its metadata map differently in each process; the checkpoint must not."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from replab.clustering import dpac; torch.manual_seed(0); "
+        "m = dpac.DPAC(dpac.DPACConfig()); h = dpac.TrainingHistory(epoch=[0], phase=['a'], loss=[1.0], kl=[0.5], "
+        "info_nce=[0.5]); dpac.save_checkpoint(m, sys.argv[1], h)"
+    )
+    paths = [tmp_path / f"{i}.safetensors" for i in range(4)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    assert len({p.read_bytes() for p in paths}) == 1

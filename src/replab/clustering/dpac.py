@@ -235,9 +235,10 @@ def save_checkpoint(model: DPAC, path: Path, history: TrainingHistory | None = N
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"config": json.dumps(asdict(model.config))}
-    if history is not None:
-        metadata["history"] = json.dumps(asdict(history))
+    # One metadata entry: safetensors writes its metadata map in a random order per process, so several keys
+    # would give different bytes for the same weights.
+    payload = {"config": asdict(model.config), "history": asdict(history) if history is not None else None}
+    metadata = {"replab": json.dumps(payload, sort_keys=True)}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
     tmp.replace(path)
@@ -249,7 +250,8 @@ def load_checkpoint(path: Path) -> DPAC:
     from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
-        config = DPACConfig(**json.loads(f.metadata()["config"]))
+        metadata = f.metadata()
+    config = DPACConfig(**json.loads(metadata["replab"])["config"])
     model = DPAC(config)
     model.load_state_dict(load_file(str(path), device="cpu"))
     return model.eval()
