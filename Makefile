@@ -70,7 +70,7 @@ endif
 test: data
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 

@@ -23,8 +23,8 @@ from .measure import Machine, Spread
 from .measure import machine as machine_info
 
 Verdict = Literal["met", "missed", "n/a"]
-Method = Literal["paper", "reconstruction", "stand-in"]
-Value = int | float | str | list[int] | list[float] | None
+Method = Literal["paper", "reconstruction", "stand-in", "baseline"]
+Value = bool | int | float | str | list[int] | list[float] | None
 
 _KEY = r"^[a-z][a-z0-9_]*$"
 
@@ -73,7 +73,9 @@ class Claim(_Model):
     verdict: Verdict
     reason: str = Field("", description="why n/a; or what a miss means")
     scale: str = Field(min_length=1, description="the scale we ran at (the paper's may differ)")
-    method: Method = Field(description="the paper's method, our reconstruction of it, or a stand-in")
+    method: Method = Field(
+        description="the paper's method, our reconstruction of it, a stand-in for it, or a baseline we compare with"
+    )
     timing: bool = Field(False, description="depends on the machine's speed: goes to <paper>.timing.json")
     machine: Machine | None = None
     spread: Spread | None = None
@@ -81,10 +83,14 @@ class Claim(_Model):
 
     @model_validator(mode="after")
     def _consistent(self):
+        # The verdict is a function of ours and the target: a file cannot say "met" for a figure that misses.
+        expected = judge(self.ours, self.target)
+        if self.verdict != expected:
+            raise ValueError(f"claim {self.key}: verdict {self.verdict!r} but ours and the target give {expected!r}")
         if self.verdict == "n/a" and not self.reason:
             raise ValueError(f"claim {self.key}: an n/a verdict needs its reason")
-        if self.verdict != "n/a" and self.target is None:
-            raise ValueError(f"claim {self.key}: a {self.verdict} verdict needs a target")
+        if self.ours is None and not self.reason:
+            raise ValueError(f"claim {self.key}: a missing value needs its reason")
         if self.timing and self.machine is None:
             raise ValueError(f"claim {self.key}: a timing claim names the machine it was measured on")
         return self
@@ -98,6 +104,15 @@ class Claim(_Model):
 
 def _missing(value: Value) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def judge(ours: Value, target: Target | None) -> Verdict:
+    """n/a without a target; with one, met or missed — a value that was not measured misses its target."""
+    if target is None:
+        return "n/a"
+    if _missing(ours):
+        return "missed"
+    return "met" if target.holds(ours) else "missed"
 
 
 def claim(
@@ -116,20 +131,18 @@ def claim(
     note: str = "",
     reason: str = "",
 ) -> Claim:
-    """Build a claim and judge it: ``met``/``missed`` against its target, else ``n/a`` with ``reason``."""
+    """Build a claim and judge it (:func:`judge`): ``met``/``missed`` against its target, else ``n/a`` with
+    ``reason``. The value is judged and stored exactly as measured (no rounding before the comparison)."""
     if isinstance(target, tuple):
         target = Target(op=target[0], level=target[1])
     if hasattr(ours, "tolist"):  # numpy scalars and arrays
         ours = ours.tolist()
-    if isinstance(ours, float) and math.isfinite(ours):
-        ours = float(f"{ours:.6g}")  # stable bytes across platforms' last-digit noise
+    verdict = judge(ours, target)
     if _missing(ours):
-        verdict, reason = "n/a", reason or "not measured in this run"
+        reason = reason or ("no value: the run did not reach or measure it" if target else "not measured in this run")
         ours = None
     elif target is None:
-        verdict, reason = "n/a", reason or "no target: reported for comparison"
-    else:
-        verdict = "met" if target.holds(ours) else "missed"
+        reason = reason or "no target: reported for comparison"
     return Claim(
         key=key,
         metric=metric,
@@ -165,6 +178,11 @@ class PaperResults(_Model):
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
         if duplicates:
             raise ValueError(f"claim keys must be unique; repeated: {duplicates}")
+        reserved = {"targets_met", "targets_missed", "machine", "cores", "torch"}
+        reserved |= {_timing_key(t) for t in self.timings}
+        clash = sorted(set(keys) & reserved)
+        if clash:
+            raise ValueError(f"claim keys clash with the metrics files' own keys: {clash}")
         return self
 
     def get(self, key: str) -> Claim:
@@ -195,26 +213,31 @@ def _scalar(value: Value) -> float | int | None:
 
 
 def headline_scalars(results: PaperResults, timing: bool) -> dict[str, object]:
-    """The top-level scalars of ``<paper>.json`` (``timing=False``) or ``<paper>.timing.json``."""
-    out: dict[str, object] = {
-        c.key: _scalar(c.ours) for c in results.claims if c.timing == timing and _scalar(c.ours) is not None
-    }
+    """The top-level scalars of ``<paper>.json`` (``timing=False``) or ``<paper>.timing.json``, with the verdict
+    counts of the claims in that file."""
+    chosen = [c for c in results.claims if c.timing == timing]
+    out: dict[str, object] = {c.key: _scalar(c.ours) for c in chosen if _scalar(c.ours) is not None}
+    verdicts = [c.verdict for c in chosen]
+    out.update(targets_met=verdicts.count("met"), targets_missed=verdicts.count("missed"))
     if timing:
-        out.update({(k if k.endswith("_s") else f"{k}_s"): round(v, 3) for k, v in results.timings.items()})
+        out.update({_timing_key(k): round(v, 3) for k, v in results.timings.items()})
         m = results.machine
         out.update(machine=m.describe(), cores=m.cores, torch=m.torch)
-    else:
-        counts = results.counts()
-        out.update(targets_met=counts["met"], targets_missed=counts["missed"])
     return out
 
 
+def _timing_key(name: str) -> str:
+    return name if name.endswith("_s") else f"{name}_s"
+
+
 def paths(folder: Path, paper: str) -> dict[str, Path]:
+    """The four files of a paper's run. Only the ``*.timing.json`` ones change between runs on the same inputs."""
     folder = Path(folder)
     return {
         "metrics": folder / f"{paper}.json",
         "timing": folder / f"{paper}.timing.json",
         "claims": folder / f"{paper}.claims.json",
+        "timing_claims": folder / f"{paper}.claims.timing.json",
     }
 
 
@@ -224,11 +247,16 @@ def _dump(path: Path, data: object) -> None:
 
 
 def save(results: PaperResults, folder: Path) -> dict[str, Path]:
-    """Write the three files of one paper's run into ``folder``."""
+    """Write a paper's run into ``folder``: scalars and claims, the timing-dependent ones apart."""
     out = paths(folder, results.paper)
     _dump(out["metrics"], headline_scalars(results, timing=False))
     _dump(out["timing"], headline_scalars(results, timing=True))
-    _dump(out["claims"], results.model_dump(mode="json"))
+    body = results.model_dump(mode="json", exclude={"timings", "machine"})
+    body["claims"] = [c for c in body["claims"] if not c["timing"]]
+    _dump(out["claims"], body)
+    timed = results.model_dump(mode="json", include={"timings", "machine"})
+    timed["claims"] = [c.model_dump(mode="json") for c in results.claims if c.timing]
+    _dump(out["timing_claims"], timed)
     return out
 
 
@@ -236,17 +264,37 @@ class ClaimsFileError(ValueError):
     """A claims file is missing, not JSON, or does not match the schema."""
 
 
-def load(path: Path) -> PaperResults:
-    path = Path(path)
+def _read(path: Path) -> dict:
     try:
-        return PaperResults.model_validate_json(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ClaimsFileError(f"{path}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ClaimsFileError(f"{path}: not a valid claims file (not JSON: {exc}); re-run its stage") from None
+    if not isinstance(data, dict):
+        raise ClaimsFileError(f"{path}: not a valid claims file (expected an object); re-run its stage")
+    return data
+
+
+def load(path: Path) -> PaperResults:
+    """A paper's claims file, with its timing claims from ``<paper>.claims.timing.json`` beside it (if present)."""
+    path = Path(path)
+    data = _read(path)
+    files = [path]
+    timed_path = path.with_name(path.name.replace(".claims.json", ".claims.timing.json"))
+    if timed_path != path and timed_path.exists():
+        timed = _read(timed_path)
+        files.append(timed_path)
+        data = {**data, **{k: v for k, v in timed.items() if k != "claims"}}
+        data["claims"] = list(data.get("claims", [])) + list(timed.get("claims", []))
+    try:
+        return PaperResults.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ClaimsFileError(
-            f"{path}: not a valid claims file ({where}: {first['msg']}); re-run its stage with `dvc repro`"
+            f"{' + '.join(map(str, files))}: not a valid claims file ({where}: {first['msg']}); "
+            "re-run its stage with `dvc repro`"
         ) from None
 
 

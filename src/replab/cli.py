@@ -50,6 +50,8 @@ def _stage(args) -> int:
 def _report(args) -> int:
     from . import report
 
+    if args.check and not args.readme:
+        raise ValueError("--check goes with --readme (it checks the README's results block)")
     if args.readme:
         changed = report.update_readme(Path(args.readme), Path(args.metrics), check=args.check)
         if args.check and changed:

@@ -38,7 +38,11 @@ def paper_stage(paper: Paper) -> dict:
     outs: list = [f"reports/{paper.key}.ipynb", f"reports/figures/{paper.key}"]
     if paper.checkpoints:
         outs.append(f"models/{paper.key}")
-    outs += [_uncached(files["claims"].as_posix()), _uncached(f"metrics/plots/{paper.key}")]
+    outs += [
+        _uncached(files["claims"].as_posix()),
+        _uncached(files["timing_claims"].as_posix()),
+        _uncached(f"metrics/plots/{paper.key}"),
+    ]
     return {
         "cmd": f"replab stage {paper.key}",
         "deps": [
@@ -57,7 +61,9 @@ def paper_stage(paper: Paper) -> dict:
 def report_stage() -> dict:
     deps = []
     for key in PAPERS:
-        deps += [f"reports/{key}.ipynb", f"metrics/{key}.claims.json", f"reports/figures/{key}"]
+        files = claim_paths(Path("metrics"), key)
+        deps += [f"reports/{key}.ipynb", files["claims"].as_posix(), files["timing_claims"].as_posix()]
+        deps.append(f"reports/figures/{key}")
     deps += [_src("report.py"), _src("claims.py"), _src("papers.py"), _src("templates")]
     outs = [f"reports/{key}.html" for key in PAPERS] + ["reports/index.html"]
     return {"cmd": "replab report", "deps": deps, "outs": outs}

@@ -39,6 +39,7 @@ def outputs(key: str) -> dict[str, Path]:
         "metrics": files["metrics"],
         "timing": files["timing"],
         "claims": files["claims"],
+        "timing_claims": files["timing_claims"],
         "plots": METRICS / "plots" / key,
         "models": MODELS / key,
         "failed": REPORTS / f"{key}.failed.ipynb",
@@ -142,7 +143,7 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
         timings = {**results.timings, "stage": time.perf_counter() - started}
         results = results.model_copy(update={"params": parameters, "timings": timings})
         claims.save(results, staging / "metrics")
-        for name in ("metrics", "timing", "claims"):
+        for name in ("metrics", "timing", "claims", "timing_claims"):
             outs[name].parent.mkdir(parents=True, exist_ok=True)
             written[name].replace(outs[name])
         for name, folder in (("figures", "figures"), ("plots", "plots"), ("models", "models")):

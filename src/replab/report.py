@@ -75,7 +75,12 @@ def render_notebook(notebook: Path, out: Path, exporter=None) -> Path:
     import nbformat
 
     exporter = exporter or _exporter()
-    body, _ = exporter.from_notebook_node(for_reading(nbformat.read(notebook, as_version=4)))
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # nbformat raises several types for a damaged file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise ValueError(f"{notebook}: not a readable notebook ({first}); re-run its stage with `dvc repro`") from None
+    body, _ = exporter.from_notebook_node(for_reading(nb))
     _write_atomic(out, body)
     return out
 
@@ -120,7 +125,9 @@ def _params_html(results: PaperResults) -> str:
 
 
 def _paper_section(reports: Path, paper: Paper, results: PaperResults | None) -> str:
-    link = f'<a href="{html.escape(paper.key)}.html">{html.escape(paper.title)}</a>'
+    rendered = (reports / f"{paper.key}.html").exists()
+    title = html.escape(paper.title)
+    link = f'<a href="{html.escape(paper.key)}.html">{title}</a>' if rendered else title
     head = f"<h2>{link}</h2><p class=cite>{html.escape(paper.citation)}</p>"
     if results is None:
         return head + f"<p><em>Not run yet</em>: <code>dvc repro {html.escape(paper.key)}</code>.</p>"

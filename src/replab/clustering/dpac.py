@@ -251,7 +251,10 @@ def load_checkpoint(path: Path) -> DPAC:
 
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata()
-    config = DPACConfig(**json.loads(metadata["replab"])["config"])
+    # Checkpoints written before the single "replab" entry kept the config under its own key.
+    config = DPACConfig(
+        **(json.loads(metadata["replab"])["config"] if "replab" in metadata else json.loads(metadata["config"]))
+    )
     model = DPAC(config)
     model.load_state_dict(load_file(str(path), device="cpu"))
     return model.eval()

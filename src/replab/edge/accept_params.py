@@ -30,6 +30,9 @@ class AcceptScale(Strict):
     batch: int = Field(ge=2)
     steps: int = Field(ge=3)
     repeats: int = Field(ge=1, le=20, description="end-to-end runs per arm, interleaved (median and spread)")
+    target_loss: float = Field(
+        gt=0, description="the fixed loss of 'time to loss' (3-step mean), set before the run, never from it"
+    )
 
 
 class AcceptParams(Strict):
@@ -42,12 +45,15 @@ class AcceptParams(Strict):
     known_profiles: list[str] = Field(min_length=1)
     unseen_profile: str
     measurements: list[int] = Field(min_length=1)
+    headline_measurements: int = Field(ge=0, description="the predictor headline: after this many measurements")
     compression_numel: int = Field(ge=1000)
     scale: dict[Profile, AcceptScale]
 
     @model_validator(mode="after")
     def _checks(self):
         require_every_profile(self.scale)
+        if self.headline_measurements not in self.measurements:
+            raise ValueError(f"headline_measurements ({self.headline_measurements}) must be one of measurements")
         if sum(d.cpu_share for d in self.devices) > 64:
             raise ValueError("devices ask for more cores than any machine here has")
         for name, sc in self.scale.items():

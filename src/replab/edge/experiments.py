@@ -116,6 +116,23 @@ def time_to_loss(losses: list[float], step_seconds: list[float], target: float, 
     return float(step_seconds[hit[0] + window - 1]) if hit.size else float("inf")
 
 
+def speedups_to_loss(baseline: list[dict], accept: list[dict], target: float, window: int = 3) -> list[dict]:
+    """Per round, baseline time to ``target`` over AccEPT's. A round where AccEPT never reaches it scores 0 (a
+    miss); where only the baseline never does, its whole run time stands in for its time to loss, so the ratio
+    is a lower bound (``bound`` True)."""
+    rows = []
+    for b, a in zip(baseline, accept, strict=True):
+        t_b = time_to_loss(b["losses"], b["step_seconds"], target, window)
+        t_a = time_to_loss(a["losses"], a["step_seconds"], target, window)
+        if not np.isfinite(t_a):
+            rows.append({"baseline_s": t_b, "accept_s": t_a, "speedup": 0.0, "bound": False})
+        elif not np.isfinite(t_b):
+            rows.append({"baseline_s": t_b, "accept_s": t_a, "speedup": b["step_seconds"][-1] / t_a, "bound": True})
+        else:
+            rows.append({"baseline_s": t_b, "accept_s": t_a, "speedup": t_b / t_a, "bound": False})
+    return rows
+
+
 def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0) -> list[dict]:
     """Ratio, reconstruction error and pack/unpack throughput against a memory copy, per bit width, on the
     CPU torch path: copy, pack and unpack timed ``reps`` times, interleaved (:func:`replab.measure.repeat`);
@@ -155,6 +172,7 @@ def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0) -> l
                 "fraction_of_copy": fraction.median,
                 "fraction_low": fraction.low,
                 "fraction_high": fraction.high,
+                "fraction_values": fraction.values,
                 "repeats": reps,
             }
         )

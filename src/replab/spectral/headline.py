@@ -52,7 +52,7 @@ def headline(
             f"PCA on the anchors + {interpolation} interpolation: max overlap, k = 1..{k}",
             max(coarse.overlap),
             scale=grid,
-            method="paper",
+            method="baseline",
             target=TARGETS["coarse_pca_max_overlap"],
             note="the paper's point: PCA on the anchors cannot recover the fine modes",
         ),
@@ -61,7 +61,7 @@ def headline(
             f"PCA on the fine grid (all samples): min overlap, k = 1..{k}",
             min(fine.overlap),
             scale=grid,
-            method="stand-in",
+            method="baseline",
             reason="a reference arm: no target",
         ),
         claim(
