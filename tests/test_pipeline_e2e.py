@@ -12,7 +12,8 @@ import pytest
 from replab import claims
 from replab.papers import PAPERS
 
-from .conftest import run
+from . import browser
+from .conftest import ROOT, run
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +63,18 @@ def test_repro_writes_claims_metrics_plots_and_reports(repro):
         for leak in ("it/s]", "Traceback", "Warning:", str(project), sys.prefix, "/root/", "/home/", ".staging-"):
             assert leak not in html, (key, leak)
         assert html.count("Parameters of this run") == 1, key
+
+
+@pytest.mark.skipif(not browser.available(), reason="Debian chromium not installed (CI installs it)")
+def test_the_real_index_opens_offline(repro):
+    project, _ = repro
+    artifacts = ROOT / "build" / "test-artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page = browser.check_page(project / "reports/index.html", artifacts / "e2e-index.png")
+    assert page.failed == [] and page.console_errors == []
+    assert page.images == len(PAPERS)  # each paper's key figure
+    report = browser.check_page(project / "reports/accept.html", artifacts / "e2e-accept.png", wait_for="img")
+    assert report.failed == [] and report.images >= 3
 
 
 def test_dvc_tools_show_the_headlines_and_curves(repro):

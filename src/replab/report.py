@@ -124,6 +124,11 @@ def _params_html(results: PaperResults) -> str:
     return f"<details><summary>parameters used</summary><table class=params>{rows}</table></details>"
 
 
+def _missed(n: int, before: str, after: str | None = None) -> str:
+    """'n missed', emphasised when there is any."""
+    return f"{before}{n} missed{before if after is None else after}" if n else "0 missed"
+
+
 def _paper_section(reports: Path, paper: Paper, results: PaperResults | None) -> str:
     rendered = (reports / f"{paper.key}.html").exists()
     title = html.escape(paper.title)
@@ -152,7 +157,7 @@ def _paper_section(reports: Path, paper: Paper, results: PaperResults | None) ->
     )
     summary = (
         f"<p>Profile <b>{html.escape(results.profile)}</b> — {html.escape(scale)}. Targets: {counts['met']} met, "
-        f"<b>{counts['missed']} missed</b>, {counts['n/a']} n/a.</p>"
+        f"{_missed(counts['missed'], '<b>', '</b>')}, {counts['n/a']} n/a.</p>"
     )
     return head + summary + table + _figure(reports, paper) + _params_html(results)
 
@@ -224,7 +229,7 @@ def readme_block(metrics: Path = METRICS) -> str:
         duration = f" Stage run time {took / 60:.1f} min on {results.machine.describe()}." if took else ""
         parts.append(
             f"Profile `{results.profile}` ({_md(scale)}). Targets: {counts['met']} met, "
-            f"**{counts['missed']} missed**, {counts['n/a']} n/a.{duration}\n"
+            f"{_missed(counts['missed'], '**')}, {counts['n/a']} n/a.{duration}\n"
         )
         parts.append("| claim | ours | paper (source) | target | verdict | method |\n|---|---|---|---|---|---|")
         for c in results.claims:
