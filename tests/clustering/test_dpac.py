@@ -108,7 +108,7 @@ def test_checkpoint_bytes_do_not_depend_on_the_process(tmp_path):
         "m = dpac.DPAC(dpac.DPACConfig()); h = dpac.TrainingHistory(epoch=[0], phase=['a'], loss=[1.0], kl=[0.5], "
         "info_nce=[0.5]); dpac.save_checkpoint(m, sys.argv[1], h)"
     )
-    paths = [tmp_path / f"{i}.safetensors" for i in range(4)]
+    paths = [tmp_path / f"{i}.safetensors" for i in range(3)]
     for path in paths:
         subprocess.run([sys.executable, "-c", code, str(path)], check=True)
     assert len({p.read_bytes() for p in paths}) == 1
