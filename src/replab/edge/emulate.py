@@ -99,18 +99,8 @@ class EmulatedCluster:
         /sys), then its namespace."""
         if not self.emulated:
             return []
-        return [
-            "sh",
-            "-c",
-            _JOIN,
-            "join",
-            str(self._cgroup("cpu", i) / "tasks"),
-            str(self._cgroup("memory", i) / "tasks"),
-            "ip",
-            "netns",
-            "exec",
-            self.namespace(i),
-        ]
+        tasks = [str(self._cgroup(ctl, i) / "tasks") for ctl in ("cpu", "memory")]
+        return ["sh", "-c", _JOIN, "join", *tasks, "ip", "netns", "exec", self.namespace(i)]
 
     def env(self, i: int) -> dict[str, str]:
         return {"GLOO_SOCKET_IFNAME": "eth0"} if self.emulated else {}
@@ -163,41 +153,10 @@ class EmulatedCluster:
             ):
                 _run("ip", *args)
             rate = f"{dev.bandwidth_mbit}mbit"
+            tbf = ("root", "tbf", "rate", rate, "burst", "64kb", "latency", "200ms")
             # Shape both directions: egress of the device, and egress of the bridge port towards it.
-            _run(
-                "tc",
-                "-n",
-                ns,
-                "qdisc",
-                "add",
-                "dev",
-                "eth0",
-                "root",
-                "tbf",
-                "rate",
-                rate,
-                "burst",
-                "64kb",
-                "latency",
-                "200ms",
-            )
-            _run(
-                "tc",
-                "-n",
-                self.switch,
-                "qdisc",
-                "add",
-                "dev",
-                peer,
-                "root",
-                "tbf",
-                "rate",
-                rate,
-                "burst",
-                "64kb",
-                "latency",
-                "200ms",
-            )
+            for namespace, link in ((ns, "eth0"), (self.switch, peer)):
+                _run("tc", "-n", namespace, "qdisc", "add", "dev", link, *tbf)
             for ctl in ("cpu", "memory"):
                 path = self._cgroup(ctl, i)
                 path.mkdir()
