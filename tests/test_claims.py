@@ -123,7 +123,7 @@ def test_repeat_interleaves_arms_and_rotates_the_order():
 
 
 def test_target_refuses_non_numbers():
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="needs numbers"):
         Target(op=">=", level=1).holds("fast")
 
 
@@ -202,18 +202,20 @@ def test_speedups_to_loss_count_a_run_that_never_gets_there():
     assert [r["speedup"] for r in rows] == [2.0, 0.0, 6 / 5] and [r["bound"] for r in rows] == [False, False, True]
 
 
-@pytest.mark.parametrize(("speedup", "verdict"), [([2.1, 2.5, 2.2], "met"), ([1.5, 2.5, 1.9], "missed")])
-def test_accept_headline(speedup, verdict):
+def _accept(speedup, *, emulated=True, lower_bound_rounds=0):
     from replab.edge.accept_headline import headline
 
     curve = [
         {"measurements": n, "layer_within_10pct": w, "within_10pct": 0.3} for n, w in ((20, 0.95), (0, 0.2), (40, 0.1))
     ]
     codec = {"fraction_of_copy": 0.6, "fraction_values": [0.5, 0.6, 0.7], "repeats": 3}
-    results = headline(
+    return headline(
         speedup=Spread.of(speedup),
         target_loss=1.0,
-        lower_bound_rounds=0,
+        lower_bound_rounds=lower_bound_rounds,
+        speedup_run_derived=Spread.of([2.5]),
+        run_derived_loss=0.83,
+        emulated=emulated,
         per_step_speedup=Spread.of([2.0]),
         final_loss_ratio=1.05,
         predictor_curve=curve,
@@ -224,11 +226,24 @@ def test_accept_headline(speedup, verdict):
         profile="tiny",
         scale={"devices": "3"},
     )
+
+
+@pytest.mark.parametrize(("speedup", "verdict"), [([2.1, 2.5, 2.2], "met"), ([1.5, 2.5, 1.9], "missed")])
+def test_accept_headline(speedup, verdict):
+    results = _accept(speedup)
     assert results.get("speedup_time_to_loss").verdict == verdict
     assert results.get("speedup_time_to_loss").timing and results.get("speedup_time_to_loss").machine
+    assert results.get("speedup_time_to_loss_run_derived").verdict == "n/a"  # the original, kept beside it
     assert results.get("final_loss_ratio").verdict == "missed"
     # The row with the most measurements up to 20, wherever it sits in the list.
     assert results.get("predictor_layer_within_10pct").ours == 0.95
     assert results.get("codec_fraction_of_copy").verdict == "met"
     assert results.get("codec_fraction_of_copy").spread.values == [0.5, 0.6, 0.7]
     assert results.get("speedup_time_to_loss").paper.source == "abstract"
+
+
+def test_accept_speedup_is_not_judged_without_emulation_or_on_a_low_lower_bound():
+    assert "not emulated" in _accept([2.5, 2.6, 2.7], emulated=False).get("speedup_time_to_loss").reason
+    inconclusive = _accept([1.5, 1.6, 1.7], lower_bound_rounds=2).get("speedup_time_to_loss")
+    assert inconclusive.verdict == "n/a" and "lower bound" in inconclusive.reason
+    assert _accept([2.5, 2.6, 2.7], lower_bound_rounds=2).get("speedup_time_to_loss").verdict == "met"

@@ -104,6 +104,17 @@ def _write(path, text):
     return str(path)
 
 
+def _claims_with_text(folder):
+    from replab import claims
+
+    c = claims.claim("x", "x", 0.5, scale="s", method="paper", target=("<=", 1.0))
+    results = claims.PaperResults(paper="pac", profile="tiny", scale={}, claims=[c])
+    claims.save(results, folder)
+    path = folder / "pac.claims.json"
+    path.write_text(path.read_text().replace('"ours": 0.5', '"ours": "abc"'))
+    return str(folder)
+
+
 def _folder(folder, name, text):
     folder.mkdir()
     (folder / name).write_text(text)

@@ -33,6 +33,16 @@ def test_registry_params_notebooks_and_stages_agree():
         assert paper.key_figure, key
 
 
+def test_every_library_module_of_a_paper_package_is_some_papers_dependency():
+    """A module no stage lists would change results without making any stage stale."""
+    covered = [c for p in PAPERS.values() for c in p.code]
+    packages = {c.split("/")[0] for c in covered if c.split("/")[0] not in ("kernels",)}
+    for package in packages:
+        for module in (ROOT / "src/replab" / package).glob("*.py"):
+            rel = module.relative_to(ROOT / "src/replab").as_posix()
+            assert any(rel == c or rel.startswith(c + "/") or c == package for c in covered), rel
+
+
 def test_readme_says_how_to_add_a_paper():
     text = (ROOT / "README.md").read_text()
     assert "## Adding a paper" in text

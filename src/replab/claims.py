@@ -54,7 +54,7 @@ class Target(_Model):
         if self.op == "==":
             return ours == self.level
         if not isinstance(ours, (int, float)) or not isinstance(self.level, (int, float)):
-            raise TypeError(f"target {self.op} {self.level!r} needs numbers, got {ours!r}")
+            raise ValueError(f"target {self.op} {self.level!r} needs numbers, got {ours!r}")
         return ours >= self.level if self.op == ">=" else ours <= self.level
 
     def describe(self) -> str:
@@ -282,7 +282,9 @@ def load(path: Path) -> PaperResults:
     data = _read(path)
     files = [path]
     timed_path = path.with_name(path.name.replace(".claims.json", ".claims.timing.json"))
-    if timed_path != path and timed_path.exists():
+    if timed_path != path:
+        if not timed_path.exists():  # else the timing claims would vanish and the reader's machine stand in
+            raise ClaimsFileError(f"{timed_path}: not found (written with {path.name}); re-run its stage")
         timed = _read(timed_path)
         files.append(timed_path)
         data = {**data, **{k: v for k, v in timed.items() if k != "claims"}}

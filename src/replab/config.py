@@ -83,13 +83,18 @@ def load(path: str | Path = PARAMS_FILE) -> BaseModel:
     return validate(raw, str(path))
 
 
-def check_files(params: BaseModel, root: Path = Path("."), source: str = "params.yaml") -> None:
+def check_files(
+    params: BaseModel, root: Path = Path("."), source: str = "params.yaml", papers: list[str] | None = None
+) -> None:
     """Cross-checks that need the project's files: each paper's data folders, and what its model checks
-    itself (``check_files(root)``, e.g. device profiles that must exist)."""
+    itself (``check_files(root)``, e.g. device profiles that must exist). ``papers``: only these (a stage
+    checks its own paper, so a missing data set of another paper does not stop it)."""
     from .papers import PAPERS
 
     problems = []
     for key, paper in PAPERS.items():
+        if papers is not None and key not in papers:
+            continue
         for name in paper.data:
             if not (root / "data" / name).is_dir():
                 problems.append(f"{key}: data/{name} is missing (run `make data` or `replab data build`)")

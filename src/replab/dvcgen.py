@@ -64,7 +64,7 @@ def report_stage() -> dict:
         files = claim_paths(Path("metrics"), key)
         deps += [f"reports/{key}.ipynb", files["claims"].as_posix(), files["timing_claims"].as_posix()]
         deps.append(f"reports/figures/{key}")
-    deps += [_src("report.py"), _src("claims.py"), _src("papers.py"), _src("templates")]
+    deps += [_src(f) for f in ("report.py", "claims.py", "measure.py", "papers.py", "assets.py", "templates")]
     outs = [f"reports/{key}.html" for key in PAPERS] + ["reports/index.html"]
     return {"cmd": "replab report", "deps": deps, "outs": outs}
 
@@ -92,7 +92,7 @@ def document() -> dict:
             "foreach": list(PAPERS),
             "do": {
                 "cmd": "replab notebook strip notebooks/${item}.ipynb --output build/notebooks/${item}.ipynb",
-                "deps": ["notebooks/${item}.ipynb"],
+                "deps": ["notebooks/${item}.ipynb", _src("notebooks.py")],
                 "outs": [_uncached("build/notebooks/${item}.ipynb")],
             },
         }

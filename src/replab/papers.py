@@ -28,6 +28,22 @@ SHARED_CODE: tuple[str, ...] = (
 )
 
 
+# AccEPT's part of the edge engine package.
+EDGE_ACCEPT = (
+    "__init__",
+    "accept_params",
+    "accept_headline",
+    "experiments",
+    "latency",
+    "partition",
+    "pipeline",
+    "profiles",
+    "compression",
+    "emulate",
+    "models",
+)
+
+
 @dataclass(frozen=True)
 class Plot:
     """A curve file ``metrics/plots/<paper>/<name>.csv`` the notebook writes, shown by ``dvc plots``."""
@@ -98,7 +114,8 @@ PAPERS: dict[str, Paper] = {
             citation="AccEPT: An Acceleration Scheme for Speeding Up Edge Pipeline-parallel Training. "
             "arXiv:2311.05827, IEEE TMC 2024",
             params_model="replab.edge.accept_params:AcceptParams",
-            code=("edge", "kernels/__init__.py", "kernels/_compression_triton.py"),
+            # Its modules of the shared edge engine (Confidant's own modules there do not make it stale).
+            code=tuple(f"edge/{m}.py" for m in EDGE_ACCEPT) + ("kernels/__init__.py", "kernels/_compression_triton.py"),
             deps=("profiles",),
             plots=(
                 Plot("losses", "step", ("baseline", "accept"), "Training loss per step"),

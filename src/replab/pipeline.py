@@ -89,6 +89,19 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 
+def _drop_stderr(executed: Path, dest: Path) -> None:
+    """Publish the executed notebook without stderr: the kernel captures what was written to the terminal
+    (progress bars, rank lines), which belongs to the run's log, not to the notebook. A failed notebook keeps it."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    nbformat.write(nb, dest)
+    executed.unlink()
+
+
 def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool = True) -> dict[str, Path]:
     """Run ``notebooks/<key>.ipynb`` (its stripped copy where the strip stage made one)."""
     import papermill
@@ -96,7 +109,7 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
 
     paper = get_paper(key)
     params = config.load(params_file)  # stops here, before any work, on a bad params.yaml
-    config.check_files(params, Path("."), str(params_file))
+    config.check_files(params, Path("."), str(params_file), papers=[key])
     parameters = config.notebook_parameters(params, key)
     source = STRIPPED / f"{key}.ipynb"
     if not source.exists():
@@ -152,7 +165,7 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
                 (staging / folder).replace(outs[name])
             elif name != "models" or paper.checkpoints:
                 outs[name].mkdir(parents=True)
-        executed.replace(outs["notebook"])
+        _drop_stderr(executed, outs["notebook"])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     counts = results.counts()

@@ -124,6 +124,10 @@ def _params_html(results: PaperResults) -> str:
     return f"<details><summary>parameters used</summary><table class=params>{rows}</table></details>"
 
 
+def _scale(results: PaperResults) -> str:
+    return ", ".join(f"{k} = {fmt(v)}" for k, v in results.scale.items() if k != "profile")
+
+
 def _missed(n: int, before: str, after: str | None = None) -> str:
     """'n missed', emphasised when there is any."""
     return f"{before}{n} missed{before if after is None else after}" if n else "0 missed"
@@ -137,7 +141,7 @@ def _paper_section(reports: Path, paper: Paper, results: PaperResults | None) ->
     if results is None:
         return head + f"<p><em>Not run yet</em>: <code>dvc repro {html.escape(paper.key)}</code>.</p>"
     counts = results.counts()
-    scale = ", ".join(f"{k} = {fmt(v)}" for k, v in results.scale.items())
+    scale = _scale(results)
     rows = []
     for c in results.claims:
         where = f"<br><small>{html.escape(c.machine.describe())}</small>" if c.machine else ""
@@ -180,8 +184,9 @@ def index_html(reports: Path, entries: list[tuple[Paper, PaperResults | None]]) 
 <h1>replab: papers reproduced</h1>
 <p>Each row is one claim: the paper's published number with its source, ours as measured by this run at the
 scale stated (usually far smaller than the paper's), and a target fixed in the code or params before the run.
-A target that was not reached is marked MISSED. "Method" says whether we ran the paper's method, our
-reconstruction of it, or a stand-in. Open a paper's report for the method, the figures and every number.</p>
+A target that was not reached is marked MISSED. "Method" says whether a row is the paper's method, our
+reconstruction of it, a stand-in for it, or a baseline we compare with. Open a paper's report for the method,
+the figures and every number.</p>
 {sections}
 </body></html>
 """
@@ -224,7 +229,7 @@ def readme_block(metrics: Path = METRICS) -> str:
             parts.append("Not run yet.\n")
             continue
         counts = results.counts()
-        scale = ", ".join(f"{k} = {fmt(v)}" for k, v in results.scale.items())
+        scale = _scale(results)
         took = results.timings.get("stage")
         duration = f" Stage run time {took / 60:.1f} min on {results.machine.describe()}." if took else ""
         parts.append(
@@ -235,8 +240,9 @@ def readme_block(metrics: Path = METRICS) -> str:
         for c in results.claims:
             verdict = {"met": "met", "missed": "**MISSED**", "n/a": f"n/a ({c.reason})"}[c.verdict]
             ours = c.describe_ours() + (f" — {c.machine.describe()}" if c.machine else "")
+            metric = c.metric + (f" <br><sub>{c.note}</sub>" if c.note else "")
             parts.append(
-                f"| {_md(c.metric)} | {_md(ours)} | {_md(_paper_cell(c))} | {_md(_target_cell(c))} | "
+                f"| {_md(metric)} | {_md(ours)} | {_md(_paper_cell(c))} | {_md(_target_cell(c))} | "
                 f"{_md(verdict)} | {c.method} |"
             )
         parts.append("")

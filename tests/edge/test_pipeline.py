@@ -43,3 +43,13 @@ def test_stage_count_must_match_processes():
 
     with pytest.raises(ValueError, match="3 processes for 2 stages"):
         run_rank(0, 3, config())
+
+
+def test_a_failing_rank_stops_the_others_at_once():
+    import time
+
+    start = time.monotonic()
+    # Rank 1 exits at once; rank 0 would wait in gloo's rendezvous until the timeout without the poll.
+    with pytest.raises(RuntimeError, match="rank 1: "):
+        launch(config(), commands={1: ["sh", "-c", "echo broken >&2; exit 3", "rank"]}, timeout=120)
+    assert time.monotonic() - start < 60

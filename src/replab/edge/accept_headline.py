@@ -22,6 +22,9 @@ def headline(
     speedup: Spread,
     target_loss: float,
     lower_bound_rounds: int,
+    speedup_run_derived: Spread,
+    run_derived_loss: float,
+    emulated: bool,
     per_step_speedup: Spread,
     final_loss_ratio: float,
     predictor_curve: Sequence[Mapping[str, float]],
@@ -41,12 +44,19 @@ def headline(
     if not eligible:
         raise ValueError(f"no predictor measurement count <= {max_measurements}")
     row = max(eligible, key=lambda r: r["measurements"])
-    cluster = f"{scale.get('devices')}, {scale.get('model')}, {scale.get('steps')} steps, {scale.get('emulated_text')}"
+    where = "emulated devices" if emulated else "loopback, no caps"
+    cluster = f"{scale.get('devices')}, {scale.get('model')}, {scale.get('steps')} steps, {where}"
     repeats = len(speedup.values)
     bound = (
         f"; in {lower_bound_rounds} round(s) the baseline never got there: a lower bound" if lower_bound_rounds else ""
     )
     codec_spread = Spread.of(list(codec["fraction_values"]))
+    speedup_target: Target | None = TARGETS["speedup_time_to_loss"]
+    why = ""
+    if not emulated:  # shared loopback, no caps: nothing like the devices the claim is about
+        speedup_target, why = None, "not judged: devices not emulated (needs root), so no CPU caps or shaped links"
+    elif lower_bound_rounds and not speedup_target.holds(speedup.median):
+        speedup_target, why = None, "inconclusive: a lower bound below the target (the baseline never got there)"
     claims = [
         claim(
             "speedup_time_to_loss",
@@ -56,13 +66,27 @@ def headline(
             unit="x",
             scale=cluster,
             method="reconstruction",
-            target=TARGETS["speedup_time_to_loss"],
+            target=speedup_target,
+            reason=why,
             paper=ABSTRACT,
             timing=True,
             machine=machine,
             spread=speedup,
             note=f"{repeats} interleaved round(s); time to a 3-step mean loss of {target_loss:g} (fixed in params.yaml "
             "before the run)" + bound,
+        ),
+        claim(
+            "speedup_time_to_loss_run_derived",
+            "the same speed-up with the original definition of the fixed loss: 5 % above the higher final loss of "
+            "the first round's two runs",
+            speedup_run_derived.median,
+            unit="x",
+            scale=cluster,
+            method="reconstruction",
+            timing=True,
+            machine=machine,
+            spread=speedup_run_derived,
+            reason=f"kept beside the headline: that loss ({run_derived_loss:.3g}) was derived from the runs it judges",
         ),
         claim(
             "per_step_speedup",

@@ -239,15 +239,20 @@ def _forward(rank: int, tail: collections.deque):
 
 
 def launch(
-    config: PipelineConfig, commands=None, master_addr: str = "127.0.0.1", env_extra=None, timeout: float = 600
+    config: PipelineConfig,
+    commands=None,
+    master_addr: str = "127.0.0.1",
+    env_extra=None,
+    timeout: float | None = None,
 ) -> dict:
     """Run every rank as its own process and collect their results: ``{"losses", "seconds", "ranks"}``.
 
     ``commands[r]``, where given, is an argv prefix for rank r (for example a cgroup join and ``ip netns
-    exec``); ``env_extra[r]`` adds environment variables (GLOO_SOCKET_IFNAME in a namespace)."""
-    import subprocess
-    import sys
+    exec``); ``env_extra[r]`` adds environment variables (GLOO_SOCKET_IFNAME in a namespace). ``timeout``
+    (default: 10 minutes plus 10 s a step) bounds the whole run; the first rank to fail stops the others."""
     import tempfile
+
+    timeout = 600 + 10 * config.steps if timeout is None else timeout
 
     world = len(config.starts)
     port = free_port()
@@ -286,11 +291,12 @@ def launch(
             ]
             readers[-2].start()
             readers[-1].start()
+        # Poll every rank: a rank that fails leaves the others blocked in gloo, so stop them at once.
         deadline = time.monotonic() + timeout
-        for proc in procs:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"pipeline ranks did not finish within {timeout:.0f} s") from None
+        while not all(p.poll() == 0 for p in procs) and not any(p.poll() not in (None, 0) for p in procs):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pipeline ranks did not finish within {timeout:.0f} s")
+            time.sleep(0.05)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -303,8 +309,12 @@ def launch(
     failed = [(r, "".join(stderr[r])[-2000:]) for r, p in enumerate(procs) if p.returncode != 0]
     if failed:
         raise RuntimeError("pipeline ranks failed:\n" + "\n".join(f"rank {r}: {err}" for r, err in failed))
-    outs = [("".join(stdout[r]), "") for r in range(world)]
-    results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    results = []
+    for r in range(world):
+        lines = "".join(stdout[r]).strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"pipeline rank {r} exited cleanly but wrote no result line")
+        results.append(json.loads(lines[-1]))
     return {
         "losses": results[-1]["losses"],
         "step_seconds": results[-1]["step_seconds"],
