@@ -234,6 +234,7 @@ def test_accept_headline(speedup, verdict):
     assert results.get("speedup_time_to_loss").verdict == verdict
     assert results.get("speedup_time_to_loss").timing and results.get("speedup_time_to_loss").machine
     assert results.get("speedup_time_to_loss_run_derived").verdict == "n/a"  # the original, kept beside it
+    assert "read off the earlier laptop run" in results.get("speedup_time_to_loss").note
     assert results.get("final_loss_ratio").verdict == "missed"
     # The row with the most measurements up to 20, wherever it sits in the list.
     assert results.get("predictor_layer_within_10pct").ours == 0.95
