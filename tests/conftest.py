@@ -53,11 +53,10 @@ def copy_project(dest: Path, with_data: bool) -> Path:
     return dest
 
 
-@pytest.fixture
-def project(tmp_path):
-    """A fresh copy of the project with data/ (hard links) at the tiny profile."""
-    dest = copy_project(tmp_path / "project", with_data=True)
-    params = dest / "params.yaml"
+def tiny_copy(dest: Path) -> Path:
+    """A fresh copy of the project with data/ (hard links) at the tiny profile, committed."""
+    project = copy_project(dest, with_data=True)
+    params = project / "params.yaml"
     params.write_text(params.read_text().replace("profile: laptop", "profile: tiny", 1))
-    run(["git", "commit", "-qam", "tiny profile"], dest)
-    return dest
+    run(["git", "commit", "-qam", "tiny profile"], project)
+    return project

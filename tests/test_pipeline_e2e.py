@@ -13,7 +13,7 @@ from replab import claims
 from replab.papers import PAPERS
 
 from . import browser
-from .conftest import ROOT, run
+from .conftest import ROOT, copy_project, run, tiny_copy
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,7 @@ DETERMINISTIC = ["metrics/*.json", "metrics/plots/*/*.csv", "models/*/*"]
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory):
     """One `dvc repro` of everything on the tiny profile (shared by the tests below, which do not modify it)."""
-    from .conftest import copy_project
-
-    project = copy_project(tmp_path_factory.mktemp("e2e") / "project", with_data=True)
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace("profile: laptop", "profile: tiny", 1))
-    run(["git", "commit", "-qam", "tiny profile"], project)
+    project = tiny_copy(tmp_path_factory.mktemp("e2e") / "project")
     first = run(["dvc", "repro"], project)
     return project, first
 
@@ -126,13 +121,8 @@ def test_noop_then_stripped_notebook_then_force_is_byte_identical(repro):
 
 
 def test_queued_experiment_runs_and_is_listed(tmp_path):
-    from .conftest import copy_project
-
-    project = copy_project(tmp_path / "p", with_data=True)
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace("profile: laptop", "profile: tiny", 1))
+    project = tiny_copy(tmp_path / "p")
     run(["dvc", "commit", "-f", "-q", "data.dvc"], project)  # the queue's workspace checks data out of the cache
-    run(["git", "commit", "-qam", "tiny"], project)
     run(["dvc", "exp", "run", "--queue", "-S", "schrodinger_pca.anchor_spacing=4", "schrodinger_pca"], project)
     run(["dvc", "queue", "start"], project)
     deadline = time.monotonic() + 300
@@ -148,8 +138,6 @@ def test_queued_experiment_runs_and_is_listed(tmp_path):
 
 
 def test_failing_cell_fails_the_stage_and_leaves_no_stale_outs(tmp_path):
-    from .conftest import copy_project
-
     project = copy_project(tmp_path / "p", with_data=True)
     nb_path = project / "notebooks/schrodinger_pca.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
@@ -172,8 +160,6 @@ def test_failing_cell_fails_the_stage_and_leaves_no_stale_outs(tmp_path):
 
 
 def test_invalid_params_stop_the_stage_before_any_work(tmp_path):
-    from .conftest import copy_project
-
     project = copy_project(tmp_path / "p", with_data=True)
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("anchor_spacing: 6", "anchor_spacng: 6"))
