@@ -85,6 +85,12 @@ CASES = [
         lambda p, t: ["report", "--reports", str(t), "--metrics", _folder(t / "m2", "pac.claims.json", '{"paper": 1}')],
         "pac.claims.json",
     ),
+    ("check without readme", lambda p, t: ["report", "--check"], "--check goes with --readme"),
+    (
+        "report, text where a number is judged",
+        lambda p, t: ["report", "--reports", str(t), "--metrics", _claims_with_text(t / "m3")],
+        "pac.claims.json",
+    ),
     (
         "readme without markers",
         lambda p, t: ["report", "--readme", _write(t / "README.md", "# x\n")],
