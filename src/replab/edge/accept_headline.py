@@ -57,48 +57,46 @@ def headline(
         speedup_target, why = None, "not judged: devices not emulated (needs root), so no CPU caps or shaped links"
     elif lower_bound_rounds and not speedup_target.holds(speedup.median):
         speedup_target, why = None, "inconclusive: a lower bound below the target (the baseline never got there)"
-    claims = [
-        claim(
-            "speedup_time_to_loss",
-            "time to a fixed loss: even split + fp32 over DP split on predicted times + "
-            f"{bits}-bit (median of per-round ratios)",
-            speedup.median,
+
+    def timed_ratio(key: str, metric: str, spread: Spread, **kwargs):
+        """A speed-up measured over the rounds: its median, with the spread and the machine."""
+        return claim(
+            key,
+            metric,
+            spread.median,
             unit="x",
             scale=cluster,
             method="reconstruction",
+            timing=True,
+            machine=machine,
+            spread=spread,
+            **kwargs,
+        )
+
+    claims = [
+        timed_ratio(
+            "speedup_time_to_loss",
+            "time to a fixed loss: even split + fp32 over DP split on predicted times + "
+            f"{bits}-bit (median of per-round ratios)",
+            speedup,
             target=speedup_target,
             reason=why,
             paper=ABSTRACT,
-            timing=True,
-            machine=machine,
-            spread=speedup,
             note=f"{repeats} interleaved round(s); time to a 3-step mean loss of {target_loss:g}, a level set in "
             "params.yaml, not by this run's code: read off the earlier laptop run with the same seed (so the same loss "
             "curves); the original run-derived definition is reported beside it" + bound,
         ),
-        claim(
+        timed_ratio(
             "speedup_time_to_loss_run_derived",
             "the same speed-up with the original definition of the fixed loss: 5 % above the higher final loss of "
             "the first round's two runs",
-            speedup_run_derived.median,
-            unit="x",
-            scale=cluster,
-            method="reconstruction",
-            timing=True,
-            machine=machine,
-            spread=speedup_run_derived,
+            speedup_run_derived,
             reason=f"kept beside the headline: that loss ({run_derived_loss:.3g}) was derived from the runs it judges",
         ),
-        claim(
+        timed_ratio(
             "per_step_speedup",
             "per-step speed-up over the whole run (median of rounds)",
-            per_step_speedup.median,
-            unit="x",
-            scale=cluster,
-            method="reconstruction",
-            timing=True,
-            machine=machine,
-            spread=per_step_speedup,
+            per_step_speedup,
             reason="no target: shown beside the time to loss",
         ),
         claim(
