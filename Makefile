@@ -10,12 +10,13 @@ APT_CHECK := /usr/share/wordnet/data.noun
 KERNEL_STAMP := $(VENV)/share/jupyter/kernels/replab/kernel.json
 ASSETS_STAMP := $(VENV)/share/replab/mathjax-3.2.2/tex-svg-full.js
 
-.PHONY: setup system-deps data repro test lint bench lab report push clean help
+.PHONY: setup system-deps kernels data repro test lint bench lab report push clean help
 help:
 	@echo "make repro  - set up everything, run the pipeline (laptop profile), print the report's path"
 	@echo "              make repro PAPERS=\"pac accept\" runs those papers' stages (and what they depend on)"
 	@echo "make test   - set up everything, run the test suite;  make lint - ruff check + ruff format --check"
 	@echo "make lab    - JupyterLab on the notebooks;  make bench - benchmarks;  make push - dvc push"
+	@echo "make kernels - compile the fused C compression codec (part of setup; the torch path is used without it)"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -46,7 +47,17 @@ system-deps:
 	  fi; \
 	fi
 
-setup: system-deps $(VENV)/.installed $(KERNEL_STAMP) $(ASSETS_STAMP)
+# The fused C compression codec (replab.kernels.cpu_codec; not the Jupyter kernel above), compiled with -march=native
+# beside its source, git-ignored. As root a missing C compiler is installed; otherwise its absence is reported and
+# compression falls back to the torch path. Re-running is instant (the build is keyed on source, flags and CPU).
+kernels: $(VENV)/.installed
+	@if ! command -v cc >/dev/null && ! command -v gcc >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q gcc >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q gcc; }; \
+	fi
+	@$(BIN)/python -m replab.kernels.cpu_codec build --optional
+
+setup: system-deps $(VENV)/.installed $(KERNEL_STAMP) $(ASSETS_STAMP) kernels
 	@$(BIN)/replab params check --schema-only
 
 data: setup
@@ -55,7 +66,7 @@ data: setup
 
 # PAPERS: a subset of paper stages (dvc repro runs what they depend on); the index then marks the rest.
 PAPERS ?=
-repro: data
+repro: data kernels
 	@$(BIN)/replab pipeline generate --check >/dev/null || { echo "dvc.yaml differs from src/replab/papers.py: run '$(BIN)/replab pipeline generate'"; exit 1; }
 ifeq ($(strip $(PAPERS)),)
 	$(BIN)/dvc repro
@@ -67,14 +78,14 @@ endif
 	@echo
 	@echo "Report: file://$(CURDIR)/reports/index.html"
 
-test: data
+test: data kernels
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-bench: setup
+bench: setup kernels
 	$(BIN)/python benchmarks/spca_scale.py
 
 # A notebook run by hand writes to build/scratch/<paper>/, never into a stage's tracked outs.
@@ -88,4 +99,4 @@ push: setup
 	$(BIN)/dvc push
 
 clean:
-	rm -rf build reports/.staging-* reports/*.failed.ipynb .pytest_cache .ruff_cache
+	rm -rf build reports/.staging-* reports/*.failed.ipynb .pytest_cache .ruff_cache src/replab/kernels/_codec-*.so

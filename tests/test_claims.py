@@ -192,59 +192,70 @@ def test_pac_headline_judges_pac_against_kmeans(pac, pac_spread, verdict):
     assert results.get("kmeans_acc_digits").method == "baseline"
 
 
-def test_speedups_to_loss_count_a_run_that_never_gets_there():
-    from replab.edge.experiments import speedups_to_loss
-
-    fast = {"losses": [3, 2, 1, 0.5, 0.5, 0.5], "step_seconds": [1, 2, 3, 4, 5, 6]}
-    slow = {"losses": [3, 2, 1, 0.5, 0.5, 0.5], "step_seconds": [2, 4, 6, 8, 10, 12]}
-    stuck = {"losses": [3, 3, 3, 3, 3, 3], "step_seconds": [1, 2, 3, 4, 5, 6]}
-    rows = speedups_to_loss([slow, slow, stuck], [fast, stuck, fast], target=1.0)
-    assert [r["speedup"] for r in rows] == [2.0, 0.0, 6 / 5] and [r["bound"] for r in rows] == [False, False, True]
-
-
-def _accept(speedup, *, emulated=True, lower_bound_rounds=0):
-    from replab.edge.accept_headline import headline
+def _accept(speedup, *, emulated=True, bound=False, final=1.05, control=1.3, noise_layer=0.5, slope_t=-3.0):
+    from replab.edge.ablation import Speedup
+    from replab.edge.accept_headline import SPEEDUPS, headline
 
     curve = [
-        {"measurements": n, "layer_within_10pct": w, "within_10pct": 0.3} for n, w in ((20, 0.95), (0, 0.2), (40, 0.1))
+        {"measurements": n, "layer_within_10pct": w, "within_10pct": 0.3} for n, w in ((20, 0.45), (0, 0.2), (40, 0.1))
     ]
-    codec = {"fraction_of_copy": 0.6, "fraction_values": [0.5, 0.6, 0.7], "repeats": 3}
+    codec = {"fraction_of_copy": 0.6, "fraction_values": [0.5, 0.6, 0.7], "backend": "c"}
+    eager = {"fraction_of_copy": 0.05, "fraction_values": [0.05, 0.05, 0.06], "backend": "torch"}
+    ratios = Spread.of(speedup)
+    speedups = {key: Speedup(ratios.median, ratios, bound, False) for key, *_ in SPEEDUPS}
     return headline(
-        speedup=Spread.of(speedup),
-        target_loss=1.0,
-        lower_bound_rounds=lower_bound_rounds,
-        speedup_run_derived=Spread.of([2.5]),
-        run_derived_loss=0.83,
         emulated=emulated,
-        per_step_speedup=Spread.of([2.0]),
-        final_loss_ratio=1.05,
+        speedups=speedups,
+        settings_run=["all_20", "mixed"],
+        target_loss=1.5,
+        bits=4,
+        final_loss_ratio=final,
+        control_loss_ratio=control,
+        slope={"slope": -0.02, "se": 0.005, "t": slope_t, "steps": 8},
         predictor_curve=curve,
         max_measurements=20,
+        noise={"layer": noise_layer, "direction": 0.2, "repeats": 5},
+        scaling_baseline={"layer": 0.4, "direction": 0.25},
         codec=codec,
-        bits=4,
+        codec_eager=eager,
+        peak_rss_mb=400.0,
         machine=machine(),
         profile="tiny",
         scale={"devices": "3"},
     )
 
 
-@pytest.mark.parametrize(("speedup", "verdict"), [([2.1, 2.5, 2.2], "met"), ([1.5, 2.5, 1.9], "missed")])
+@pytest.mark.parametrize(("speedup", "verdict"), [([3.1, 3.5, 3.2], "met"), ([2.5, 3.5, 2.9], "missed")])
 def test_accept_headline(speedup, verdict):
     results = _accept(speedup)
-    assert results.get("speedup_time_to_loss").verdict == verdict
-    assert results.get("speedup_time_to_loss").timing and results.get("speedup_time_to_loss").machine
-    assert results.get("speedup_time_to_loss_run_derived").verdict == "n/a"  # the original, kept beside it
-    assert "read off the earlier laptop run" in results.get("speedup_time_to_loss").note
+    headline_speedup = results.get("speedup_vs_baseline")
+    assert headline_speedup.verdict == verdict and headline_speedup.paper.source == "abstract"
+    assert headline_speedup.timing and headline_speedup.machine
+    assert results.get("speedup_vs_pipeedge").verdict == "met"  # >= 2 for both inputs
+    assert results.get("speedup_partition_only_mixed").verdict == "met"
+    assert results.get("speedup_compression_only").verdict == "n/a"  # a share, reported without a target
     assert results.get("final_loss_ratio").verdict == "missed"
-    # The row with the most measurements up to 20, wherever it sits in the list.
-    assert results.get("predictor_layer_within_10pct").ours == 0.95
-    assert results.get("codec_fraction_of_copy").verdict == "met"
-    assert results.get("codec_fraction_of_copy").spread.values == [0.5, 0.6, 0.7]
-    assert results.get("speedup_time_to_loss").paper.source == "abstract"
+    assert results.get("control_2bit_loss_ratio").verdict == "met"
+    assert results.get("baseline_loss_slope_t").verdict == "met"
+    # The row with the most measurements up to 20, wherever it sits in the list; the level follows the noise.
+    predictor = results.get("predictor_within_10pct_unseen")
+    assert predictor.ours == 0.45 and predictor.target.level == pytest.approx(0.5 / 1.2) and predictor.verdict == "met"
+    assert results.get("codec_vs_copy_cpu").verdict == "met"
+    assert results.get("codec_vs_copy_cpu").spread.values == [0.5, 0.6, 0.7]
+
+
+def test_accept_claims_fail_where_they_should():
+    results = _accept([3.5, 3.6, 3.7], control=1.01, noise_layer=0.95, slope_t=-0.5, final=1.01)
+    assert results.get("control_2bit_loss_ratio").verdict == "missed"  # the task cannot show harm
+    assert results.get("baseline_loss_slope_t").verdict == "missed"  # no longer improving
+    assert results.get("final_loss_ratio").verdict == "met"
+    predictor = results.get("predictor_within_10pct_unseen")
+    assert predictor.target.level == 0.9 and predictor.verdict == "missed"
 
 
 def test_accept_speedup_is_not_judged_without_emulation_or_on_a_low_lower_bound():
-    assert "not emulated" in _accept([2.5, 2.6, 2.7], emulated=False).get("speedup_time_to_loss").reason
-    inconclusive = _accept([1.5, 1.6, 1.7], lower_bound_rounds=2).get("speedup_time_to_loss")
+    not_emulated = _accept([3.5, 3.6, 3.7], emulated=False).get("speedup_vs_baseline")
+    assert not_emulated.ours is None and "not emulated" in not_emulated.reason and not_emulated.verdict == "n/a"
+    inconclusive = _accept([1.5, 1.6, 1.7], bound=True).get("speedup_vs_baseline")
     assert inconclusive.verdict == "n/a" and "lower bound" in inconclusive.reason
-    assert _accept([2.5, 2.6, 2.7], lower_bound_rounds=2).get("speedup_time_to_loss").verdict == "met"
+    assert _accept([3.5, 3.6, 3.7], bound=True).get("speedup_vs_baseline").verdict == "met"

@@ -38,6 +38,8 @@ def paper_stage(paper: Paper) -> dict:
     outs: list = [f"reports/{paper.key}.ipynb", f"reports/figures/{paper.key}"]
     if paper.checkpoints:
         outs.append(f"models/{paper.key}")
+    if paper.logs:
+        outs.append(f"metrics/logs/{paper.key}")
     outs += [
         _uncached(files["claims"].as_posix()),
         _uncached(files["timing_claims"].as_posix()),

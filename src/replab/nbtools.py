@@ -53,6 +53,10 @@ class StageOutputs:
         return self.folder / "plots"
 
     @property
+    def logs(self) -> Path:
+        return self.folder / "logs"
+
+    @property
     def metrics(self) -> Path:
         return self.folder / "metrics"
 

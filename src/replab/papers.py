@@ -34,6 +34,8 @@ EDGE_ACCEPT = (
     "accept_params",
     "accept_headline",
     "experiments",
+    "ablation",
+    "planner",
     "latency",
     "partition",
     "pipeline",
@@ -65,6 +67,7 @@ class Paper:
     data: tuple[str, ...] = ()  # data sets under data/ (names in replab.data.build.DATASETS)
     deps: tuple[str, ...] = ()  # other project files it reads, e.g. device profiles
     checkpoints: bool = False  # writes models/<key>/ (a DVC out, pushed to the remote)
+    logs: bool = False  # writes metrics/logs/<key>/ (e.g. each pipeline rank's log; a DVC out, not in git)
     plots: tuple[Plot, ...] = ()
     key_figure: str = ""  # reports/figures/<key>/<key_figure>.png, shown on the index
 
@@ -115,10 +118,16 @@ PAPERS: dict[str, Paper] = {
             "arXiv:2311.05827, IEEE TMC 2024",
             params_model="replab.edge.accept_params:AcceptParams",
             # Its modules of the shared edge engine (Confidant's own modules there do not make it stale).
-            code=tuple(f"edge/{m}.py" for m in EDGE_ACCEPT) + ("kernels/__init__.py", "kernels/_compression_triton.py"),
+            code=tuple(f"edge/{m}.py" for m in EDGE_ACCEPT)
+            + ("kernels/__init__.py", "kernels/_compression_triton.py", "kernels/cpu_codec.py", "kernels/_codec.c"),
             deps=("profiles",),
             plots=(
-                Plot("losses", "step", ("baseline", "accept"), "Training loss per step"),
+                Plot(
+                    "losses",
+                    "step",
+                    ("baseline", "compression_only", "partition_only", "accept", "pipeedge", "control_2bit"),
+                    "Training loss per step (links all 20 Mbit/s, seed 0)",
+                ),
                 Plot(
                     "predictor",
                     "measurements",
@@ -127,6 +136,7 @@ PAPERS: dict[str, Paper] = {
                 ),
             ),
             key_figure="end_to_end",
+            logs=True,
         ),
     ]
 }

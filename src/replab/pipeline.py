@@ -42,6 +42,7 @@ def outputs(key: str) -> dict[str, Path]:
         "timing_claims": files["timing_claims"],
         "plots": METRICS / "plots" / key,
         "models": MODELS / key,
+        "logs": METRICS / "logs" / key,
         "failed": REPORTS / f"{key}.failed.ipynb",
     }
 
@@ -159,11 +160,12 @@ def run_stage(key: str, params_file: Path = config.PARAMS_FILE, progress: bool =
         for name in ("metrics", "timing", "claims", "timing_claims"):
             outs[name].parent.mkdir(parents=True, exist_ok=True)
             written[name].replace(outs[name])
-        for name, folder in (("figures", "figures"), ("plots", "plots"), ("models", "models")):
-            if (staging / folder).exists():
+        optional = {"models": paper.checkpoints, "logs": paper.logs}
+        for name in ("figures", "plots", "models", "logs"):
+            if (staging / name).exists():
                 outs[name].parent.mkdir(parents=True, exist_ok=True)
-                (staging / folder).replace(outs[name])
-            elif name != "models" or paper.checkpoints:
+                (staging / name).replace(outs[name])
+            elif optional.get(name, True):
                 outs[name].mkdir(parents=True)
         _drop_stderr(executed, outs["notebook"])
     finally:

@@ -50,6 +50,57 @@ def test_a_failing_rank_stops_the_others_at_once():
 
     start = time.monotonic()
     # Rank 1 exits at once; rank 0 would wait in gloo's rendezvous until the timeout without the poll.
-    with pytest.raises(RuntimeError, match="rank 1: "):
+    with pytest.raises(RuntimeError, match=r"rank 1 \(exit 3\):\nbroken"):
         launch(config(), commands={1: ["sh", "-c", "echo broken >&2; exit 3", "rank"]}, timeout=120)
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"starts": [0, 3, 2]}, "strictly increase"),
+        ({"starts": [1, 3]}, "begin at 0"),
+        ({"starts": [0, 5]}, "no layer for the last stage"),
+        ({"batch": 9}, "multiple of n_microbatches"),
+        ({"bits": 3}, "bits must be one of"),
+        ({"schedule": "zigzag"}, "schedule must be one of"),
+        ({"model": {**TINY, "depth": 2}}, "unknown model settings"),
+    ],
+)
+def test_bad_pipeline_configs_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        config(**change)
+
+
+def test_a_stage_builds_only_its_layers_with_the_whole_models_weights():
+    from replab.edge.models import tiny_transformer
+
+    whole = tiny_transformer(seed=3, **TINY)
+    part = tiny_transformer(seed=3, only=range(2, 4), **TINY)
+    assert part[0] is None and part[1] is None and part[4] is None
+    for i in (2, 3):
+        for a, b in zip(whole[i].parameters(), part[i].parameters()):
+            assert torch.equal(a, b)
+
+
+def test_ranks_report_their_layers_stage_times_and_memory_and_keep_logs(tmp_path):
+    cfg = config(starts=[0, 2, 4], steps=3)
+    result = launch(cfg, timeout=300, log_dir=tmp_path)
+    assert [r["layers"] for r in result["ranks"]] == [[0, 1], [2, 3], [4]]
+    for r in result["ranks"]:
+        # Every micro-batch of every step timed, forward and backward (plus the schedule's first pass).
+        assert len(r["backward_s"]) >= cfg.steps * cfg.n_microbatches and min(r["backward_s"]) > 0
+        assert r["peak_rss_mb"] >= r["rss_start_mb"] > 0
+    assert "step 3/3" in (tmp_path / "rank2.log").read_text()
+    assert sorted(p.name for p in tmp_path.glob("rank*.log")) == ["rank0.log", "rank1.log", "rank2.log"]
+
+
+def test_a_chatty_rank_cannot_block_the_launcher():
+    import time
+
+    # 200 KB on stderr before the rank starts: more than a pipe holds. With pipes read one after another this
+    # deadlocked until the timeout.
+    noisy = ["sh", "-c", 'head -c 200000 /dev/zero | tr "\\0" x >&2; echo >&2; exec "$@"', "rank"]
+    start = time.monotonic()
+    result = launch(config(), commands={0: noisy}, timeout=120)
+    assert len(result["losses"]) == 4 and time.monotonic() - start < 100

@@ -4,137 +4,221 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..claims import PaperResults, PaperValue, Target, claim
+from ..claims import Claim, PaperResults, PaperValue, Target, claim
 from ..measure import Machine, Spread
+from .ablation import Speedup
+from .accept_params import HEADLINE_LINKS
 
+MIXED_LINKS = "mixed"
 TARGETS = {
-    "speedup_time_to_loss": Target(op=">=", level=2.0),
+    "speedup_vs_baseline": Target(op=">=", level=3.0),  # the paper's "up to 3x"
+    "speedup_vs_pipeedge": Target(op=">=", level=2.0),
+    "speedup_partition_only_mixed": Target(op=">=", level=1.2),
     "final_loss_ratio": Target(op="<=", level=1.02),
-    "predictor_layer_within_10pct": Target(op=">=", level=0.9),
-    "codec_fraction_of_copy": Target(op=">=", level=0.5),
+    "control_2bit_loss_ratio": Target(op=">=", level=1.02),  # the task can show harm from compression
+    "baseline_loss_slope_t": Target(op="<=", level=-2.0),  # still improving at the end of the run
+    "codec_vs_copy_cpu": Target(op=">=", level=0.5),
 }
+PREDICTOR_TARGET = 0.9  # or, where repeat noise forbids it, within 1.2x of the repeat-noise share
+NOISE_SLACK = 1.2
 ABSTRACT = PaperValue(value="up to 3x", source="abstract", note="real edge devices")
 NN_METER = "nn-Meter (MobiSys 2021, another paper) reports ~99 % within ±10 % for inference latency"
+
+# (key, setting, slower arm, faster arm, what it isolates); targets from TARGETS where the key has one.
+SPEEDUPS = [
+    ("speedup_vs_baseline", HEADLINE_LINKS, "baseline", "accept", "the baseline (even split, fp32) over AccEPT"),
+    ("speedup_vs_pipeedge", HEADLINE_LINKS, "pipeedge", "accept", "PipeEdge (DP on measured times, fp32) over AccEPT"),
+    ("speedup_partition_only", HEADLINE_LINKS, "baseline", "partition_only", "partitioning alone (fp32)"),
+    ("speedup_compression_only", HEADLINE_LINKS, "baseline", "compression_only", "compression alone (even split)"),
+    ("speedup_partition_with_compression", HEADLINE_LINKS, "compression_only", "accept", "partitioning, compressed"),
+    ("speedup_vs_baseline_mixed", MIXED_LINKS, "baseline", "accept", "even split + fp32 over AccEPT"),
+    ("speedup_vs_pipeedge_mixed", MIXED_LINKS, "pipeedge", "accept", "PipeEdge over AccEPT"),
+    ("speedup_partition_only_mixed", MIXED_LINKS, "baseline", "partition_only", "partitioning alone (fp32)"),
+    ("speedup_compression_only_mixed", MIXED_LINKS, "baseline", "compression_only", "compression alone (even split)"),
+    ("speedup_partition_with_compression_mixed", MIXED_LINKS, "compression_only", "accept", "partitioning, compressed"),
+]
+
+
+def predictor_target(noise_share: float) -> Target:
+    """>= 0.9; where the repeat noise forbids that (fewer than 0.9 of repeat measurements agree within ±10 %,
+    and no predictor can agree with single measurements more often), >= the noise share / 1.2."""
+    return Target(op=">=", level=PREDICTOR_TARGET if noise_share >= PREDICTOR_TARGET else noise_share / NOISE_SLACK)
 
 
 def headline(
     *,
-    speedup: Spread,
-    target_loss: float,
-    lower_bound_rounds: int,
-    speedup_run_derived: Spread,
-    run_derived_loss: float,
     emulated: bool,
-    per_step_speedup: Spread,
+    speedups: Mapping[str, Speedup | None],
+    settings_run: Sequence[str],
+    target_loss: float,
+    bits: int,
     final_loss_ratio: float,
+    control_loss_ratio: float,
+    slope: Mapping[str, float],
     predictor_curve: Sequence[Mapping[str, float]],
     max_measurements: int,
+    noise: Mapping[str, float],
+    scaling_baseline: Mapping[str, float],
     codec: Mapping[str, float],
-    bits: int,
+    codec_eager: Mapping[str, float],
+    peak_rss_mb: float,
     machine: Machine,
     profile: str,
     scale: Mapping[str, object],
     timings: Mapping[str, float] | None = None,
 ) -> PaperResults:
-    """``speedup``: per-round ratios from :func:`~replab.edge.experiments.speedups_to_loss`.
-    ``predictor_curve``: rows with ``measurements``, ``layer_within_10pct``, ``within_10pct``; the headline is
-    the row with the most measurements up to ``max_measurements`` (not the list's last). ``codec``: the
-    compression table's row for ``bits``."""
+    """``speedups[key]``: :func:`~replab.edge.ablation.speedup` for each key of :data:`SPEEDUPS` whose setting
+    ran (None where it did not). ``predictor_curve``: rows with ``measurements``, ``layer_within_10pct``,
+    ``within_10pct``; the headline is the row with the most measurements up to ``max_measurements`` (by value,
+    not list order). ``noise``: repeat-noise shares per ``layer`` and ``direction``; ``scaling_baseline``: the
+    speed-scaling rule's shares (same keys). ``codec``/``codec_eager``: compression-table rows for ``bits``."""
     eligible = [r for r in predictor_curve if r["measurements"] <= max_measurements]
     if not eligible:
         raise ValueError(f"no predictor measurement count <= {max_measurements}")
     row = max(eligible, key=lambda r: r["measurements"])
     where = "emulated devices" if emulated else "loopback, no caps"
     cluster = f"{scale.get('devices')}, {scale.get('model')}, {scale.get('steps')} steps, {where}"
-    repeats = len(speedup.values)
-    bound = (
-        f"; in {lower_bound_rounds} round(s) the baseline never got there: a lower bound" if lower_bound_rounds else ""
-    )
-    codec_spread = Spread.of(list(codec["fraction_values"]))
-    speedup_target: Target | None = TARGETS["speedup_time_to_loss"]
-    why = ""
-    if not emulated:  # shared loopback, no caps: nothing like the devices the claim is about
-        speedup_target, why = None, "not judged: devices not emulated (needs root), so no CPU caps or shaped links"
-    elif lower_bound_rounds and not speedup_target.holds(speedup.median):
-        speedup_target, why = None, "inconclusive: a lower bound below the target (the baseline never got there)"
+    claims: list[Claim] = []
 
-    def timed_ratio(key: str, metric: str, spread: Spread, **kwargs):
-        """A speed-up measured over the rounds: its median, with the spread and the machine."""
-        return claim(
-            key,
-            metric,
-            spread.median,
-            unit="x",
-            scale=cluster,
-            method="reconstruction",
-            timing=True,
-            machine=machine,
-            spread=spread,
-            **kwargs,
+    for key, setting, slower, faster, what in SPEEDUPS:
+        result = speedups.get(key)
+        target = TARGETS.get(key)
+        metric = (
+            f"speed-up to a fixed loss ({target_loss:g}, 3-step mean), {what}: median time over seeds, "
+            f"{slower} / {faster} (links {setting}, {bits}-bit where compressed)"
+        )
+        if setting not in settings_run:
+            claims.append(_na(key, metric, cluster, machine, f"the {setting} links were not run at this scale"))
+            continue
+        if not emulated or result is None:
+            why = "not judged: devices not emulated (needs root), so no CPU caps or shaped links"
+            claims.append(_na(key, metric, cluster, machine, why))
+            continue
+        why = ""
+        if target is not None and result.bound and not target.holds(result.value):
+            target, why = None, "inconclusive: a lower bound below the target (the slower arm never got there)"
+        note = "the slower arm missed the target loss in some seed: its whole run stands in (a lower bound)"
+        claims.append(
+            claim(
+                key,
+                metric,
+                result.value,
+                unit="x",
+                scale=cluster,
+                method="reconstruction",
+                timing=True,
+                machine=machine,
+                spread=result.per_seed,
+                target=target,
+                reason=why,
+                paper=ABSTRACT if key == "speedup_vs_baseline" else None,
+                note=note if result.bound else "",
+            )
         )
 
-    claims = [
-        timed_ratio(
-            "speedup_time_to_loss",
-            "time to a fixed loss: even split + fp32 over DP split on predicted times + "
-            f"{bits}-bit (median of per-round ratios)",
-            speedup,
-            target=speedup_target,
-            reason=why,
-            paper=ABSTRACT,
-            note=f"{repeats} interleaved round(s); time to a 3-step mean loss of {target_loss:g}, a level set in "
-            "params.yaml, not by this run's code: read off the earlier laptop run with the same seed (so the same loss "
-            "curves); the original run-derived definition is reported beside it" + bound,
-        ),
-        timed_ratio(
-            "speedup_time_to_loss_run_derived",
-            "the same speed-up with the original definition of the fixed loss: 5 % above the higher final loss of "
-            "the first round's two runs",
-            speedup_run_derived,
-            reason=f"kept beside the headline: that loss ({run_derived_loss:.3g}) was derived from the runs it judges",
-        ),
-        timed_ratio(
-            "per_step_speedup",
-            "per-step speed-up over the whole run (median of rounds)",
-            per_step_speedup,
-            reason="no target: shown beside the time to loss",
-        ),
+    claims += [
         claim(
             "final_loss_ratio",
-            "final training loss, AccEPT / baseline (3-step means)",
+            f"final training loss (3-step mean, equal steps), AccEPT {bits}-bit / fp32, mean over seeds",
             final_loss_ratio,
             scale=cluster,
             method="reconstruction",
             target=TARGETS["final_loss_ratio"],
         ),
         claim(
-            "predictor_layer_within_10pct",
-            "latency predictor on the unseen device: share of layers (forward + "
-            f"backward) within ±10 % after {row['measurements']} measurements",
-            row["layer_within_10pct"],
-            scale="shipped profiles, 30 % of layer configurations held out",
-            method="reconstruction",
-            target=TARGETS["predictor_layer_within_10pct"],
-            note=NN_METER,
+            "control_2bit_loss_ratio",
+            "positive control: the same with 2-bit boundaries (must exceed 1.02, or the task cannot show harm)",
+            control_loss_ratio,
+            scale=cluster,
+            method="baseline",
+            target=TARGETS["control_2bit_loss_ratio"],
         ),
         claim(
-            "predictor_direction_within_10pct",
-            "the same, forward and backward counted separately",
-            row["within_10pct"],
-            scale="shipped profiles",
-            method="reconstruction",
-            reason="no target: the stricter per-direction view, shown beside the per-layer one",
-        ),
-        claim(
-            "codec_fraction_of_copy",
-            f"{bits}-bit pack + unpack throughput / memory copy, CPU torch path",
-            codec["fraction_of_copy"],
-            scale=f"{int(codec.get('numel', 0)):,} fp32 values, one process",
-            method="reconstruction",
-            target=TARGETS["codec_fraction_of_copy"],
-            timing=True,
-            machine=machine,
-            spread=codec_spread,
+            "baseline_loss_slope_t",
+            "is the task still improving? slope of the fp32 seed-mean loss over the last 20 % of steps / its "
+            "standard error",
+            slope["t"],
+            scale=cluster,
+            method="baseline",
+            target=TARGETS["baseline_loss_slope_t"],
+            note=f"slope {slope['slope']:.3g} per step over {slope['steps']} steps",
         ),
     ]
+    for kind, key, words in (
+        ("layer", "predictor_within_10pct_unseen", "per layer (forward + backward)"),
+        ("direction", "predictor_direction_within_10pct", "forward and backward counted separately"),
+    ):
+        share = row["layer_within_10pct" if kind == "layer" else "within_10pct"]
+        claims.append(
+            claim(
+                key,
+                f"latency predictor on the unseen device after {row['measurements']} measurements: share within "
+                f"±10 %, {words}",
+                share,
+                scale="shipped profiles, 30 % of layer configurations held out",
+                method="reconstruction",
+                target=predictor_target(noise[kind]),
+                timing=True,  # the level comes from a repeat measurement on this machine
+                machine=machine,
+                note=f"target 0.9, or repeat-noise share ({noise[kind]:.2f}) / {NOISE_SLACK} where it is below 0.9; "
+                f"speed-scaling rule "
+                f"{scaling_baseline[kind]:.2f}; {NN_METER}",
+            )
+        )
+        claims.append(
+            claim(
+                f"repeat_noise_{kind}",
+                f"noise floor: share of repeat measurements (same layer, same device, {int(noise['repeats'])} "
+                f"repeats) within ±10 % of the others' median, {words}",
+                noise[kind],
+                scale="unseen device's CPU quota on this machine",
+                method="baseline",
+                timing=True,
+                machine=machine,
+            )
+        )
+        claims.append(
+            claim(
+                f"scaling_rule_{kind}",
+                f"baseline predictor: a known device's times scaled by the GFLOP/s ratio, share within ±10 %, {words}",
+                scaling_baseline[kind],
+                scale="shipped profiles, the same held-out layers",
+                method="baseline",
+            )
+        )
+    for key, row_, words, target in (
+        ("codec_vs_copy_cpu", codec, f"fused {codec.get('backend', '?')} kernel", TARGETS["codec_vs_copy_cpu"]),
+        ("codec_eager_vs_copy_cpu", codec_eager, "eager torch reference", None),
+    ):
+        claims.append(
+            claim(
+                key,
+                f"{bits}-bit round trip (range + pack, unpack) throughput / a preallocated copy, CPU, {words}",
+                row_["fraction_of_copy"],
+                scale=f"{int(row_.get('numel', 0)):,} fp32 values, one thread",
+                method="reconstruction",
+                target=target,
+                timing=True,
+                machine=machine,
+                spread=Spread.of(list(row_["fraction_values"])),
+            )
+        )
+    claims.append(
+        claim(
+            "max_rank_peak_rss_mb",
+            "largest peak resident memory of a pipeline rank (each builds only its own layers)",
+            peak_rss_mb,
+            unit="MB",
+            scale=cluster,
+            method="reconstruction",
+            timing=True,
+            machine=machine,
+        )
+    )
     return PaperResults(paper="accept", profile=profile, scale=dict(scale), claims=claims, timings=dict(timings or {}))
+
+
+def _na(key: str, metric: str, scale: str, machine: Machine, why: str) -> Claim:
+    return claim(
+        key, metric, None, unit="x", scale=scale, method="reconstruction", timing=True, machine=machine, reason=why
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from .latency import LatencyPredictor, mape, samples, within
-from .partition import evaluate, even_split, partition
 from .profiles import DeviceProfile
 
 
@@ -57,13 +56,48 @@ def predictor_study(
                 "layer_within_10pct": within(layer_pred, layer_truth),
             }
         )
-    # The noise floor of the per-direction figures: the same layers measured on the first known device, scaled by
-    # the speed ratio, as a predictor of the unseen device.
+    # Baseline: the same layers' times on the first known device, scaled by the GFLOP/s ratio.
     ref = {r.name: r for r in known[0].layers}
+    ratio = known[0].gflops / unseen.gflops
     scaled = np.asarray([getattr(ref[r.name], f) for r in unseen_test.layers for f in ("forward_ms", "backward_ms")])
-    scaled = scaled * known[0].gflops / unseen.gflops
-    floor = {"scaled_reference_within_10pct": within(scaled, truth), "reference": known[0].name}
-    return {"held_out": held, "unseen": unseen.name, "unseen_curve": curve, "noise_floor": floor}
+    scaled = scaled * ratio
+    scaling = {"direction": within(scaled, truth), "layer": within(scaled[0::2] + scaled[1::2], layer_truth)}
+    configs = list(dict.fromkeys(r.name.split("/")[0] for r in unseen_test.layers))  # in order, once each
+    return {
+        "held_out": held,
+        "unseen": unseen.name,
+        "unseen_curve": curve,
+        "scaling_rule": {**scaling, "reference": known[0].name},
+        "unseen_test_configs": [parse_tag(t) for t in configs],
+    }
+
+
+def parse_tag(tag: str) -> dict:
+    """``"d128-s64-b4"`` -> ``{"d_model": 128, "seq_len": 64, "batch": 4}`` (a profiled layer configuration)."""
+    d, s, b = tag.split("-")
+    return {"d_model": int(d[1:]), "seq_len": int(s[1:]), "batch": int(b[1:])}
+
+
+def without_config(profile: DeviceProfile, tag: str) -> DeviceProfile:
+    """The profile less the records of one layer configuration."""
+    return replace_layers(profile, [r for r in profile.layers if not r.name.startswith(tag + "/")])
+
+
+def planning_predictor(known: list[DeviceProfile], unseen: DeviceProfile, tag: str, n: int, seed: int = 0):
+    """The predictor the planner uses: trained on the known devices and adapted on ``n`` measurements of the
+    unseen one, with the planned model's configuration ``tag`` removed from both, so every time it gives the
+    planner is a prediction, never a record it was fitted on."""
+    model = LatencyPredictor(random_state=seed).fit([without_config(p, tag) for p in known])
+    return model.adapt(without_config(unseen, tag), n, seed=seed)
+
+
+def repeat_noise(unseen: DeviceProfile, configs: list[dict], repeats: int, emulate: bool = True) -> dict:
+    """Repeat noise of layer timing on the unseen device's CPU quota: ``configs``' layers measured ``repeats``
+    times in a row (:func:`~replab.edge.latency.repeat_noise_share`)."""
+    from .latency import repeat_noise_share
+    from .profiles import measure_repeats
+
+    return repeat_noise_share(measure_repeats(unseen.cpu_share, configs, repeats, emulate=emulate))
 
 
 def stage_layer_times(
@@ -83,132 +117,82 @@ def stage_layer_times(
     return np.asarray(out)
 
 
-def plan(
-    measured_ms: np.ndarray,
-    predicted_ms: np.ndarray,
-    boundary_bytes: float,
-    bandwidth_mbit: list[float],
-    bits: int | None,
-    memory_bytes: list[float] | None = None,
-) -> dict:
-    """Even split vs the DP split on predicted times; stage times of both, predicted and measured."""
-    n_dev, n_layers = measured_ms.shape
-    bw = [b * 1e6 / 8 for b in bandwidth_mbit[: n_dev - 1]]
-    wire = boundary_bytes * (bits / 32 if bits else 1.0)
-    out_b = np.full(n_layers, wire)
-    mem = memory_bytes or [float("inf")] * n_dev
-    dp = partition(predicted_ms / 1e3, np.zeros(n_layers), out_b, mem, bw)
-    even = even_split(n_layers, n_dev)
-    out_fp32 = np.full(n_layers, boundary_bytes)
-    return {
-        "even_starts": even,
-        "dp_starts": list(dp.starts),
-        "even_measured": evaluate(even, measured_ms / 1e3, out_fp32, bw),
-        "dp_predicted": evaluate(dp.starts, predicted_ms / 1e3, out_b, bw),
-        "dp_measured": evaluate(dp.starts, measured_ms / 1e3, out_b, bw),
-    }
-
-
-def time_to_loss(losses: list[float], step_seconds: list[float], target: float, window: int = 3) -> float:
-    """Wall time at which the moving-average loss first reaches ``target`` (inf if never)."""
-    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-    hit = np.flatnonzero(smooth <= target)
-    return float(step_seconds[hit[0] + window - 1]) if hit.size else float("inf")
-
-
-def speedups_to_loss(baseline: list[dict], accept: list[dict], target: float, window: int = 3) -> list[dict]:
-    """Per round, baseline time to ``target`` over AccEPT's. A round where AccEPT never reaches it scores 0 (a
-    miss); where only the baseline never does, its whole run time stands in for its time to loss, so the ratio
-    is a lower bound (``bound`` True)."""
-    rows = []
-    for b, a in zip(baseline, accept, strict=True):
-        t_b = time_to_loss(b["losses"], b["step_seconds"], target, window)
-        t_a = time_to_loss(a["losses"], a["step_seconds"], target, window)
-        if not np.isfinite(t_a):
-            rows.append({"baseline_s": t_b, "accept_s": t_a, "speedup": 0.0, "bound": False})
-        elif not np.isfinite(t_b):
-            rows.append({"baseline_s": t_b, "accept_s": t_a, "speedup": b["step_seconds"][-1] / t_a, "bound": True})
-        else:
-            rows.append({"baseline_s": t_b, "accept_s": t_a, "speedup": t_b / t_a, "bound": False})
-    return rows
-
-
-def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0) -> list[dict]:
-    """Ratio, reconstruction error and pack/unpack throughput against a memory copy, per bit width, on the
-    CPU torch path: copy, pack and unpack timed ``reps`` times, interleaved (:func:`replab.measure.repeat`);
-    medians, and the spread of the per-round fraction of a copy."""
+def compression_table(numel: int = 1_000_000, reps: int = 5, seed: int = 0, backend: str = "auto") -> list[dict]:
+    """Ratio, reconstruction error and round-trip throughput against a memory copy, per bit width, on the CPU:
+    ``backend`` "auto" is the fused C kernel where it is built, else the torch path (each row's "backend" is
+    the one used). Copy (into a preallocated buffer), pack (range + quantise + pack) and unpack are timed
+    ``reps`` times, interleaved (:func:`replab.measure.repeat`), all on one torch thread (the C kernel's
+    count; the setting is restored after); medians, and the spread of the per-round fraction of a copy."""
     import torch
 
     from ..measure import Spread, repeat
-    from .compression import BITS, compress, decompress
+    from .compression import BITS, compress, decompress, resolve_backend
 
     x = torch.randn(numel, generator=torch.Generator().manual_seed(seed))
     dst = torch.empty_like(x)  # a buffer already touched: the copy, not page faults
-    rows = []
-    for bits in BITS:
-        c = compress(x, bits, backend="torch")
-        y = decompress(c, backend="torch")
-        runs = repeat(
-            {
-                "copy": lambda: dst.copy_(x),
-                "pack": lambda bits=bits: compress(x, bits, backend="torch"),
-                "unpack": lambda c=c: decompress(c, backend="torch"),
-            },
-            reps,
-            warmup=1,
-        )
-        s = runs.spreads
-        per_round = [cp / (pk + up) for cp, pk, up in zip(s["copy"].values, s["pack"].values, s["unpack"].values)]
-        fraction = Spread.of(per_round)
-        rows.append(
-            {
-                "bits": bits,
-                "ratio": x.numel() * 4 / c.nbytes,
-                "max_abs_error_over_step": float((y - x).abs().max()) / c.step,
-                "rmse": float(((y - x) ** 2).mean().sqrt()),
-                "pack_ms": 1e3 * s["pack"].median,
-                "unpack_ms": 1e3 * s["unpack"].median,
-                "copy_ms": 1e3 * s["copy"].median,
-                "fraction_of_copy": fraction.median,
-                "fraction_low": fraction.low,
-                "fraction_high": fraction.high,
-                "fraction_values": fraction.values,
-                "repeats": reps,
-            }
-        )
+    used = resolve_backend(backend, x)
+
+    def freed(fn):  # repeat() keeps what an arm returns: return nothing, so each output is freed as in use
+        def call():
+            fn()
+
+        return call
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = []
+        for bits in BITS:
+            c = compress(x, bits, backend=used)
+            y = decompress(c, backend=used)
+            runs = repeat(
+                {
+                    "copy": freed(lambda: dst.copy_(x)),
+                    "pack": freed(lambda bits=bits: compress(x, bits, backend=used)),
+                    "unpack": freed(lambda c=c: decompress(c, backend=used)),
+                },
+                reps,
+                warmup=3,  # the allocator settles (fresh outputs stop page-faulting) after a round or two
+            )
+            s = runs.spreads
+            per_round = [cp / (pk + up) for cp, pk, up in zip(s["copy"].values, s["pack"].values, s["unpack"].values)]
+            fraction = Spread.of(per_round)
+            rows.append(
+                {
+                    "bits": bits,
+                    "backend": used,
+                    "ratio": x.numel() * 4 / c.nbytes,
+                    "max_abs_error_over_step": float((y - x).abs().max()) / c.step,
+                    "rmse": float(((y - x) ** 2).mean().sqrt()),
+                    "pack_ms": 1e3 * s["pack"].median,
+                    "unpack_ms": 1e3 * s["unpack"].median,
+                    "copy_ms": 1e3 * s["copy"].median,
+                    "fraction_of_copy": fraction.median,
+                    "fraction_low": fraction.low,
+                    "fraction_high": fraction.high,
+                    "fraction_values": fraction.values,
+                    "repeats": reps,
+                }
+            )
+    finally:
+        torch.set_num_threads(threads)
     return rows
 
 
-def run_pipeline(config, devices, emulate: bool = True) -> dict:
+def run_pipeline(config, devices, emulate: bool = True, log_dir=None) -> dict:
     """Train with ``config`` on ``devices`` (one EmulatedDevice per stage) inside an emulated cluster when
-    possible; returns launch()'s result plus whether it was emulated."""
+    possible; returns launch()'s result plus whether it was emulated. Rank logs go to ``log_dir``."""
     from .emulate import EmulatedCluster
     from .pipeline import launch
 
-    with EmulatedCluster(devices) if emulate else _Loopback() as cluster:
+    with EmulatedCluster(devices, enabled=emulate) as cluster:
         n = len(devices)
         result = launch(
             config,
             commands={i: cluster.command(i) for i in range(n)},
             master_addr=cluster.master_addr,
             env_extra={i: cluster.env(i) for i in range(n)},
+            log_dir=log_dir,
         )
         result["emulated"] = bool(getattr(cluster, "emulated", False))
     return result
-
-
-class _Loopback:
-    emulated = False
-    master_addr = "127.0.0.1"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def command(self, i):
-        return []
-
-    def env(self, i):
-        return {}

@@ -44,11 +44,39 @@ class Head(nn.Module):
 
 
 def tiny_transformer(
-    n_blocks: int = 4, d_model: int = 64, n_heads: int = 4, vocab: int = 64, seq_len: int = 32, seed: int = 0
-) -> list[nn.Module]:
-    """Embedding, ``n_blocks`` transformer blocks, and the LM head, as a list (same weights for a seed)."""
-    torch.manual_seed(seed)
-    return [Embed(vocab, d_model, seq_len), *[Block(d_model, n_heads) for _ in range(n_blocks)], Head(d_model, vocab)]
+    n_blocks: int = 4,
+    d_model: int = 64,
+    n_heads: int = 4,
+    vocab: int = 64,
+    seq_len: int = 32,
+    seed: int = 0,
+    only: range | None = None,
+) -> list[nn.Module | None]:
+    """Embedding, ``n_blocks`` transformer blocks, and the LM head, as a list. Each layer is initialised from
+    its own seed (``seed`` and its index), so a pipeline rank can build ``only`` its stage's layers — the
+    others are ``None`` and cost no memory — and still get the same weights as the whole model."""
+    n_layers = n_blocks + 2
+    wanted = range(n_layers) if only is None else only
+    if wanted.start < 0 or wanted.stop > n_layers:
+        raise ValueError(f"layers {wanted.start}..{wanted.stop - 1} outside 0..{n_layers - 1}")
+    layers: list[nn.Module | None] = []
+    for i in range(n_layers):
+        if i not in wanted:
+            layers.append(None)
+            continue
+        torch.manual_seed(seed * 1_000_003 + i)
+        if i == 0:
+            layers.append(Embed(vocab, d_model, seq_len))
+        elif i == n_layers - 1:
+            layers.append(Head(d_model, vocab))
+        else:
+            layers.append(Block(d_model, n_heads))
+    return layers
+
+
+def boundary_shape(micro_batch: int, seq_len: int, d_model: int, **_) -> tuple[int, int, int]:
+    """The tensor that crosses any cut of :func:`tiny_transformer` (every cut lies before the head)."""
+    return (micro_batch, seq_len, d_model)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

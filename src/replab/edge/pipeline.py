@@ -9,16 +9,18 @@ In the backward pass ``_Decode`` compresses the incoming gradient into a tensor 
 
 from __future__ import annotations
 
-import collections
+import contextlib
+import inspect
 import json
 import logging
 import math
 import os
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -100,6 +102,11 @@ class _Decode(nn.Module):
         return _DecodeFn.apply(wire, self.shape, self.bits)
 
 
+SCHEDULES = ("gpipe", "1f1b")
+WIRE_BITS = (None, 2, 4, 8)
+MODEL_KEYS = ("n_blocks", "d_model", "n_heads", "vocab", "seq_len")
+
+
 @dataclass
 class PipelineConfig:
     starts: list[int]  # first layer of each stage (from the partitioner)
@@ -112,53 +119,145 @@ class PipelineConfig:
     batch: int = 16
     seed: int = 0
 
+    def __post_init__(self):
+        starts = list(self.starts)
+        if not starts or starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
+            raise ValueError(f"starts must begin at 0 and strictly increase (one per stage), got {starts}")
+        if self.bits not in WIRE_BITS:
+            raise ValueError(f"bits must be one of {WIRE_BITS}, got {self.bits!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.n_microbatches < 1 or self.batch % self.n_microbatches:
+            raise ValueError(
+                f"batch ({self.batch}) must be a positive multiple of n_microbatches ({self.n_microbatches})"
+            )
+        if self.steps < 1 or not self.lr > 0:
+            raise ValueError(f"steps must be >= 1 and lr > 0, got steps={self.steps}, lr={self.lr}")
+        unknown = sorted(set(self.model) - set(MODEL_KEYS))
+        if unknown:
+            raise ValueError(f"unknown model settings {unknown} (known: {', '.join(MODEL_KEYS)})")
+        if starts[-1] >= self.n_layers:
+            raise ValueError(f"stage starts {starts} leave no layer for the last stage ({self.n_layers} layers)")
 
-def stage_module(layers: list[nn.Module], config: PipelineConfig, stage: int, boundary_shapes) -> nn.Module:
-    n_stages = len(config.starts)
-    ends = config.starts[1:] + [len(layers)]
+    def model_kwargs(self) -> dict:
+        from .models import tiny_transformer
+
+        defaults = inspect.signature(tiny_transformer).parameters
+        return {k: self.model.get(k, defaults[k].default) for k in MODEL_KEYS}
+
+    @property
+    def n_layers(self) -> int:
+        return self.model_kwargs()["n_blocks"] + 2
+
+    def stage_range(self, stage: int) -> range:
+        ends = list(self.starts[1:]) + [self.n_layers]
+        return range(self.starts[stage], ends[stage])
+
+
+def stage_module(layers: list[nn.Module | None], config: PipelineConfig, stage: int, boundary) -> nn.Module:
+    """Stage ``stage``'s layers, with the decoder of its incoming and the encoder of its outgoing boundary."""
     parts: list[nn.Module] = []
     if config.bits and stage > 0:
-        parts.append(_Decode(boundary_shapes[stage - 1], config.bits))
-    parts += layers[config.starts[stage] : ends[stage]]
-    if config.bits and stage < n_stages - 1:
+        parts.append(_Decode(boundary, config.bits))
+    parts += [layers[i] for i in config.stage_range(stage)]
+    if config.bits and stage < len(config.starts) - 1:
         parts.append(_Encode(config.bits))
     return nn.Sequential(*parts)
 
 
-def boundary_shapes(layers, example, starts) -> list[tuple[int, ...]]:
-    """Shape of the micro-batch tensor leaving each stage but the last (for the decoders)."""
-    shapes, x = [], example
-    ends = starts[1:] + [len(layers)]
-    with torch.no_grad():
-        for a, b in zip(starts, ends):
-            for layer in layers[a:b]:
-                x = layer(x)
-            shapes.append(tuple(x.shape))
-    return shapes[:-1]
+class StageClock:
+    """Compute time of one stage per micro-batch, forward and backward, from module hooks (sends and receives
+    run asynchronously, outside these intervals). A backward ends with the gradient for the stage's input or,
+    where the input is token ids, with the last parameter gradient accumulated."""
+
+    def __init__(self, module: nn.Module):
+        self.events: list[tuple[str, float]] = []
+
+        def mark(kind: str) -> None:
+            self.events.append((kind, time.perf_counter()))
+
+        def on_input(m, args):
+            mark("f0")
+            if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+                args[0].register_hook(lambda g: mark("b1"))  # gradient for the input: backward done
+
+        def on_output(m, args, out):
+            mark("f1")
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                out.register_hook(lambda g: mark("b0"))  # gradient for the output arrived: backward starts
+
+        # Tensor hooks rather than full backward hooks: those misfire on a stage fed token ids.
+        module.register_forward_pre_hook(on_input)
+        module.register_forward_hook(on_output)
+        for p in module.parameters():
+            p.register_post_accumulate_grad_hook(lambda p: mark("b1"))
+
+    def intervals(self) -> tuple[list[float], list[float]]:
+        """(forward seconds, backward seconds), one per micro-batch, in order."""
+        fwd: list[float] = []
+        bwd: list[float] = []
+        open_f = open_b = last_b = None
+        for kind, t in [*self.events, ("end", 0.0)]:
+            if kind in ("f0", "b0", "end") and open_b is not None:
+                bwd.append(last_b - open_b)
+                open_b = None
+            if kind == "f0":
+                open_f = t
+            elif kind == "f1" and open_f is not None:
+                fwd.append(t - open_f)
+                open_f = None
+            elif kind == "b0":
+                open_b = last_b = t
+            elif kind == "b1" and open_b is not None:
+                last_b = t
+        return fwd, bwd
 
 
-def run_rank(rank: int, world: int, config: PipelineConfig) -> tuple[list[float], list[float]]:
-    """One rank's part of training (the process group must be initialised): ``(losses, step_end_seconds)``.
-    Only the last rank has losses (the mean over micro-batches of each step)."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB): VmHWM, which starts afresh at exec (getrusage's
+    ru_maxrss would carry over the peak of the parent the launcher forked)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best available
+
+
+def run_rank(rank: int, world: int, config: PipelineConfig) -> dict:
+    """One rank's part of training (the process group must be initialised). The rank builds only its own
+    stage's layers. Returns ``losses`` (the last rank's: per-step mean over micro-batches), ``step_seconds``
+    (wall time at each step's end), this stage's per-micro-batch compute ``forward_s`` / ``backward_s``, and
+    memory: ``rss_start_mb`` (before the model) and ``peak_rss_mb``."""
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-    from .models import chain_task, lm_loss, tiny_transformer
+    from .models import boundary_shape, chain_task, lm_loss, tiny_transformer
 
     if world != len(config.starts):
         raise ValueError(f"{world} processes for {len(config.starts)} stages")
-    torch.manual_seed(config.seed)
-    layers = tiny_transformer(seed=config.seed, **config.model)
-    seq_len, vocab = layers[0].positions.num_embeddings, layers[0].tokens.num_embeddings
-    data = chain_task(config.steps, config.batch, seq_len, vocab, seed=config.seed)
+    rss_start = peak_rss_mb()
+    kwargs = config.model_kwargs()
+    layers = tiny_transformer(seed=config.seed, only=config.stage_range(rank), **kwargs)
+    data = chain_task(config.steps, config.batch, kwargs["seq_len"], kwargs["vocab"], seed=config.seed)
     micro = config.batch // config.n_microbatches
-    shapes = boundary_shapes(layers, data[0][0][:micro], config.starts)
-    module = stage_module(layers, config, rank, shapes)
-    example = data[0][0][:micro] if rank == 0 else _example_input(layers, config, rank, shapes, micro)
+    shape = boundary_shape(micro, **kwargs)
+    module = stage_module(layers, config, rank, shape)
+    clock = StageClock(module)
+    if rank == 0:
+        example = data[0][0][:micro]
+    else:
+        example = torch.zeros(packed_len(math.prod(shape), config.bits)) if config.bits else torch.zeros(*shape)
     stage = PipelineStage(module, rank, world, torch.device("cpu"), input_args=(example,))
     schedule_cls = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[config.schedule]
     schedule = schedule_cls(stage, config.n_microbatches, loss_fn=lm_loss)
-    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr) if any(True for _ in module.parameters()) else None
-    losses, step_end = [], []
+    params = list(module.parameters())
+    optimiser = torch.optim.Adam(params, lr=config.lr) if params else None
+    losses: list[float] = []
+    step_end: list[float] = []
     began = time.perf_counter()
     for x, y in data:
         if optimiser:
@@ -169,7 +268,7 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> tuple[list[float]
             step_losses: list[torch.Tensor] = []
             schedule.step(target=y, losses=step_losses)
             losses.append(float(torch.stack(step_losses).detach().mean()))
-            # Progress on stderr, which the launcher streams to the terminal as it comes.
+            # Progress on stderr, which the launcher logs and shows on the terminal.
             if len(losses) % max(1, config.steps // 10) == 0 or len(losses) == config.steps:
                 print(f"step {len(losses)}/{config.steps} loss {losses[-1]:.4f}", file=sys.stderr, flush=True)
         else:
@@ -177,28 +276,28 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> tuple[list[float]
         if optimiser:
             optimiser.step()
         step_end.append(time.perf_counter() - began)
-    return losses, step_end
-
-
-def _example_input(layers, config, rank, shapes, micro):
-    shape = shapes[rank - 1]
-    if config.bits:
-        return torch.zeros(packed_len(math.prod(shape), config.bits))
-    return torch.zeros(*shape)
+    forward_s, backward_s = clock.intervals()
+    return {
+        "losses": losses,
+        "step_seconds": step_end,
+        "forward_s": forward_s,
+        "backward_s": backward_s,
+        "layers": list(config.stage_range(rank)),
+        "rss_start_mb": rss_start,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def single_process_losses(config: PipelineConfig) -> list[float]:
     """The same training on one process (the reference the pipeline must match without compression)."""
     from .models import chain_task, lm_loss, tiny_transformer
 
-    torch.manual_seed(config.seed)
-    layers = tiny_transformer(seed=config.seed, **config.model)
-    model = nn.Sequential(*layers)
-    seq_len, vocab = layers[0].positions.num_embeddings, layers[0].tokens.num_embeddings
+    kwargs = config.model_kwargs()
+    model = nn.Sequential(*tiny_transformer(seed=config.seed, **kwargs))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     losses = []
     micro = config.batch // config.n_microbatches
-    for x, y in chain_task(config.steps, config.batch, seq_len, vocab, seed=config.seed):
+    for x, y in chain_task(config.steps, config.batch, kwargs["seq_len"], kwargs["vocab"], seed=config.seed):
         optimiser.zero_grad()
         total = 0.0
         for i in range(config.n_microbatches):
@@ -219,23 +318,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _collect(pipe, sink) -> None:
-    for line in pipe:
-        sink(line)
+class _LogTail:
+    """Follows a rank's log file: new complete lines go to the terminal, prefixed by the rank."""
+
+    def __init__(self, rank: int, path: Path):
+        self.rank, self.path, self.offset, self.partial = rank, path, 0, ""
+
+    def pump(self) -> None:
+        from ..progress import in_stage
+
+        try:
+            with open(self.path, errors="replace") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+                self.offset = f.tell()
+        except FileNotFoundError:
+            return
+        *lines, self.partial = (self.partial + chunk).split("\n")
+        out = sys.__stderr__ if in_stage() else sys.stderr
+        for line in lines:
+            if out is not None:
+                print(f"  rank {self.rank}: {line}", file=out, flush=True)
+
+    def tail(self, n_chars: int = 2000) -> str:
+        try:
+            return self.path.read_text(errors="replace")[-n_chars:]
+        except FileNotFoundError:
+            return ""
 
 
-def _forward(rank: int, tail: collections.deque):
-    """Keep the last lines (for the error message) and show each on the terminal, prefixed by its rank."""
-    from ..progress import in_stage
-
-    out = sys.__stderr__ if in_stage() else sys.stderr
-
-    def sink(line: str) -> None:
-        tail.append(line)
-        if out is not None:
-            print(f"  rank {rank}: {line.rstrip()}", file=out, flush=True)
-
-    return sink
+def _stop(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
+    """SIGTERM the ranks still running, SIGKILL those that outlive ``grace`` seconds, and reap all of them."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def launch(
@@ -244,77 +367,84 @@ def launch(
     master_addr: str = "127.0.0.1",
     env_extra=None,
     timeout: float | None = None,
+    log_dir: str | Path | None = None,
 ) -> dict:
-    """Run every rank as its own process and collect their results: ``{"losses", "seconds", "ranks"}``.
+    """Run every rank as its own process and collect their results: ``{"losses", "step_seconds", "seconds",
+    "ranks"}`` (``ranks``: each rank's :func:`run_rank` result).
 
     ``commands[r]``, where given, is an argv prefix for rank r (for example a cgroup join and ``ip netns
-    exec``); ``env_extra[r]`` adds environment variables (GLOO_SOCKET_IFNAME in a namespace). ``timeout``
-    (default: 10 minutes plus 10 s a step) bounds the whole run; the first rank to fail stops the others."""
-    import tempfile
-
+    exec``); ``env_extra[r]`` adds environment variables (GLOO_SOCKET_IFNAME in a namespace). Each rank writes
+    its output to ``log_dir/rank<r>.log`` (kept; a temporary directory, removed afterwards, when not given),
+    which is also shown on the terminal as it grows. All ranks are polled under one deadline (``timeout``;
+    default 10 minutes plus 10 s a step); the first rank to fail, the deadline or an interrupt stops all."""
     timeout = 600 + 10 * config.steps if timeout is None else timeout
-
     world = len(config.starts)
     port = free_port()
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(asdict(config), f)
-    procs: list[subprocess.Popen] = []
-    readers: list[threading.Thread] = []
-    stdout: dict[int, list[str]] = {}
-    stderr: dict[int, collections.deque] = {}
-    try:
-        for rank in range(world):
-            env = {
-                **os.environ,
-                "RANK": str(rank),
-                "WORLD_SIZE": str(world),
-                "MASTER_ADDR": master_addr,
-                "MASTER_PORT": str(port),
-                "OMP_NUM_THREADS": "1",
-                **((env_extra or {}).get(rank, {})),
-            }
-            prefix = list((commands or {}).get(rank, []))
-            proc = subprocess.Popen(
-                prefix + [sys.executable, "-m", "replab.edge.pipeline", f.name],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+    with contextlib.ExitStack() as stack:
+        if log_dir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="replab-ranks-")))
+        else:
+            folder = Path(log_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+        config_file = folder / "config.json"
+        config_file.write_text(json.dumps(asdict(config), indent=1))
+        procs: list[subprocess.Popen] = []
+        tails: list[_LogTail] = []
+        cause = None  # the first rank seen failing (the others are then stopped by us)
+        try:
+            for rank in range(world):
+                env = {
+                    **os.environ,
+                    "RANK": str(rank),
+                    "WORLD_SIZE": str(world),
+                    "MASTER_ADDR": master_addr,
+                    "MASTER_PORT": str(port),
+                    "OMP_NUM_THREADS": "1",
+                    **((env_extra or {}).get(rank, {})),
+                }
+                prefix = list((commands or {}).get(rank, []))
+                result_file, log_file = folder / f"rank{rank}.json", folder / f"rank{rank}.log"
+                result_file.unlink(missing_ok=True)
+                # Output to files, not pipes: a chatty rank can never block on a full pipe.
+                with open(log_file, "w") as log:
+                    procs.append(
+                        subprocess.Popen(
+                            prefix + [sys.executable, "-m", "replab.edge.pipeline", str(config_file), str(result_file)],
+                            env=env,
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+                tails.append(_LogTail(rank, log_file))
+            deadline = time.monotonic() + timeout
+            while True:
+                for t in tails:
+                    t.pump()
+                codes = [p.poll() for p in procs]
+                cause = next((r for r, c in enumerate(codes) if c not in (None, 0)), None)
+                if cause is not None or all(c == 0 for c in codes):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"pipeline ranks did not finish within {timeout:.0f} s (logs: {folder})")
+                time.sleep(0.05)
+        finally:
+            _stop(procs)
+            for t in tails:
+                t.pump()
+        failed = [r for r, p in enumerate(procs) if p.returncode != 0]
+        if failed:
+            first = failed[0] if cause is None else cause
+            where = "" if log_dir is None else f" (logs: {folder})"
+            raise RuntimeError(
+                f"pipeline ranks failed{where}; rank {first} (exit {procs[first].returncode}):\n{tails[first].tail()}"
             )
-            procs.append(proc)
-            stdout[rank], stderr[rank] = [], collections.deque(maxlen=200)
-            # One reader per pipe: no rank blocks on a full pipe while another is read, and each rank's
-            # stderr (its progress) reaches the terminal as it is written.
-            readers += [
-                threading.Thread(target=_collect, args=(proc.stdout, stdout[rank].append), daemon=True),
-                threading.Thread(target=_collect, args=(proc.stderr, _forward(rank, stderr[rank])), daemon=True),
-            ]
-            readers[-2].start()
-            readers[-1].start()
-        # Poll every rank: a rank that fails leaves the others blocked in gloo, so stop them at once.
-        deadline = time.monotonic() + timeout
-        while not all(p.poll() == 0 for p in procs) and not any(p.poll() not in (None, 0) for p in procs):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pipeline ranks did not finish within {timeout:.0f} s")
-            time.sleep(0.05)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for p in procs:
-            p.wait()
-        for t in readers:
-            t.join(timeout=5)
-        os.unlink(f.name)
-    failed = [(r, "".join(stderr[r])[-2000:]) for r, p in enumerate(procs) if p.returncode != 0]
-    if failed:
-        raise RuntimeError("pipeline ranks failed:\n" + "\n".join(f"rank {r}: {err}" for r, err in failed))
-    results = []
-    for r in range(world):
-        lines = "".join(stdout[r]).strip().splitlines()
-        if not lines:
-            raise RuntimeError(f"pipeline rank {r} exited cleanly but wrote no result line")
-        results.append(json.loads(lines[-1]))
+        results = []
+        for r in range(world):
+            path = folder / f"rank{r}.json"
+            if not path.exists():
+                raise RuntimeError(f"pipeline rank {r} exited cleanly but wrote no result")
+            results.append(json.loads(path.read_text()))
     return {
         "losses": results[-1]["losses"],
         "step_seconds": results[-1]["step_seconds"],
@@ -324,25 +454,22 @@ def launch(
 
 
 def main() -> int:
-    """``python -m replab.edge.pipeline CONFIG.json``: one rank, configured by the environment (RANK,
-    WORLD_SIZE, MASTER_ADDR, MASTER_PORT; GLOO_SOCKET_IFNAME in a namespace). Rank 0 ... last write a JSON
-    result line to stdout; the last rank's holds the losses and the wall time."""
-    import sys
-
-    config = PipelineConfig(**json.loads(open(sys.argv[1]).read()))
+    """``python -m replab.edge.pipeline CONFIG.json RESULT.json``: one rank, configured by the environment
+    (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; GLOO_SOCKET_IFNAME in a namespace); its result is written to
+    RESULT.json (atomically) once every rank has finished."""
+    config = PipelineConfig(**json.loads(Path(sys.argv[1]).read_text()))
+    out = Path(sys.argv[2])
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         start = time.perf_counter()
-        losses, step_seconds = run_rank(rank, world, config)
+        result = run_rank(rank, world, config)
         dist.barrier()
-        print(
-            json.dumps(
-                {"rank": rank, "losses": losses, "seconds": time.perf_counter() - start, "step_seconds": step_seconds}
-            ),
-            flush=True,
-        )
+        result.update(rank=rank, seconds=time.perf_counter() - start)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(out)
     finally:
         dist.destroy_process_group()
     return 0
@@ -352,4 +479,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["PipelineConfig", "launch", "run_rank", "single_process_losses", "packed_len"]
+__all__ = ["PipelineConfig", "StageClock", "launch", "run_rank", "single_process_losses", "packed_len"]

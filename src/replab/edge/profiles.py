@@ -226,6 +226,40 @@ def measure_profile(
     return out
 
 
+def _measure_repeats_here(grid: list[dict], repeats: int, out: str) -> None:
+    import json
+
+    import torch
+
+    torch.set_num_threads(1)
+    runs = [[r.model_dump() for r in measure_transformer_layers(grid)] for _ in range(repeats)]
+    Path(out).write_text(json.dumps(runs))
+
+
+def measure_repeats(
+    cpu_share: float, grid: list[dict], repeats: int = 5, emulate: bool = True
+) -> list[list[LayerRecord]]:
+    """The same layers measured ``repeats`` times in a row on one device (this machine under a ``cpu_share``
+    CPU quota when ``emulate`` and emulation is available): the repeat noise a latency predictor is judged
+    against."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from .emulate import EmulatedCluster, EmulatedDevice
+
+    if repeats < 2:
+        raise ValueError("repeat noise needs at least 2 repeats")
+    device = EmulatedDevice("noise", cpu_share, 2048, 100)
+    with tempfile.TemporaryDirectory() as tmp, EmulatedCluster([device], enabled=emulate) as c:
+        out = Path(tmp) / "repeats.json"
+        code = "import json, sys; import replab.edge.profiles as p; p._measure_repeats_here(*json.loads(sys.argv[1]))"
+        args = json.dumps([grid, repeats, str(out)])
+        subprocess.run([*c.command(0), sys.executable, "-c", code, args], check=True)
+        return [[LayerRecord.model_validate(r) for r in run] for run in json.loads(out.read_text())]
+
+
 # Devices we cannot measure here, from their published figures (roofline estimates; each source says so).
 PUBLISHED = {
     "jetson-agx-orin-cpu": dict(
