@@ -87,6 +87,7 @@ lint: $(VENV)/.installed
 
 bench: setup kernels
 	$(BIN)/python benchmarks/spca_scale.py
+	$(BIN)/python benchmarks/compression.py
 
 # A notebook run by hand writes to build/scratch/<paper>/, never into a stage's tracked outs.
 lab: data

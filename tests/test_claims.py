@@ -192,7 +192,9 @@ def test_pac_headline_judges_pac_against_kmeans(pac, pac_spread, verdict):
     assert results.get("kmeans_acc_digits").method == "baseline"
 
 
-def _accept(speedup, *, emulated=True, bound=False, final=1.05, control=1.3, noise_layer=0.5, slope_t=-3.0):
+def _accept(
+    speedup, *, emulated=True, bound=False, missing=False, final=1.05, control=1.3, noise_layer=0.5, slope_t=-3.0
+):
     from replab.edge.ablation import Speedup
     from replab.edge.accept_headline import SPEEDUPS, headline
 
@@ -202,7 +204,7 @@ def _accept(speedup, *, emulated=True, bound=False, final=1.05, control=1.3, noi
     codec = {"fraction_of_copy": 0.6, "fraction_values": [0.5, 0.6, 0.7], "backend": "c"}
     eager = {"fraction_of_copy": 0.05, "fraction_values": [0.05, 0.05, 0.06], "backend": "torch"}
     ratios = Spread.of(speedup)
-    speedups = {key: Speedup(ratios.median, ratios, bound, False) for key, *_ in SPEEDUPS}
+    speedups = {key: Speedup(ratios.median, ratios, bound, missing) for key, *_ in SPEEDUPS}
     return headline(
         emulated=emulated,
         speedups=speedups,
@@ -210,7 +212,9 @@ def _accept(speedup, *, emulated=True, bound=False, final=1.05, control=1.3, noi
         target_loss=1.5,
         bits=4,
         final_loss_ratio=final,
+        final_loss_per_seed=Spread.of([final, final]),
         control_loss_ratio=control,
+        control_loss_per_seed=Spread.of([control, control]),
         slope={"slope": -0.02, "se": 0.005, "t": slope_t, "steps": 8},
         predictor_curve=curve,
         max_measurements=20,
@@ -248,7 +252,11 @@ def test_accept_claims_fail_where_they_should():
     results = _accept([3.5, 3.6, 3.7], control=1.01, noise_layer=0.95, slope_t=-0.5, final=1.01)
     assert results.get("control_2bit_loss_ratio").verdict == "missed"  # the task cannot show harm
     assert results.get("baseline_loss_slope_t").verdict == "missed"  # no longer improving
-    assert results.get("final_loss_ratio").verdict == "met"
+    # ... so a loss ratio near 1 proves nothing: not judged, with the reason.
+    final = results.get("final_loss_ratio")
+    assert final.verdict == "n/a" and "cannot show harm" in final.reason and final.ours == 1.01
+    assert _accept([3.5], slope_t=-0.5).get("final_loss_ratio").verdict == "n/a"
+    assert _accept([3.5], final=1.01).get("final_loss_ratio").verdict == "met"
     predictor = results.get("predictor_within_10pct_unseen")
     assert predictor.target.level == 0.9 and predictor.verdict == "missed"
 
@@ -256,6 +264,9 @@ def test_accept_claims_fail_where_they_should():
 def test_accept_speedup_is_not_judged_without_emulation_or_on_a_low_lower_bound():
     not_emulated = _accept([3.5, 3.6, 3.7], emulated=False).get("speedup_vs_baseline")
     assert not_emulated.ours is None and "not emulated" in not_emulated.reason and not_emulated.verdict == "n/a"
-    inconclusive = _accept([1.5, 1.6, 1.7], bound=True).get("speedup_vs_baseline")
-    assert inconclusive.verdict == "n/a" and "lower bound" in inconclusive.reason
+    # A lower bound below the target stays a miss; above it, the bound is enough.
+    low_bound = _accept([1.5, 1.6, 1.7], bound=True).get("speedup_vs_baseline")
+    assert low_bound.verdict == "missed" and "lower bound" in low_bound.note
     assert _accept([3.5, 3.6, 3.7], bound=True).get("speedup_vs_baseline").verdict == "met"
+    never = _accept([0.0, 0.0, 0.0], bound=True, missing=True).get("speedup_vs_baseline")
+    assert never.verdict == "missed" and "never reached" in never.note

@@ -64,7 +64,7 @@ def test_loss_slope_tells_a_falling_run_from_a_plateau():
     assert ab.loss_slope(flat, "all_20", "baseline")["t"] > -2
 
 
-def test_grid_uses_the_same_seeds_in_every_arm_and_rotates_the_order():
+def test_grid_uses_the_same_seeds_in_every_arm_and_shuffles_the_order():
     plan = Plan("even", (0, 2), None, (0.1, 0.1), (0.0, 0.01), 0.1, 0.5)
     settings = {"all_20": {"even": plan, "dp_predicted": plan, "dp_predicted_fp32": plan, "dp_measured_fp32": plan}}
     calls = []
@@ -78,7 +78,7 @@ def test_grid_uses_the_same_seeds_in_every_arm_and_rotates_the_order():
     assert len(rows) == 12 and {r["seed"] for r in rows} == {0, 1}
     first = [arm for seed, arm, _ in calls if seed == 0]
     second = [arm for seed, arm, _ in calls if seed == 1]
-    assert sorted(first) == sorted(second) and first[0] != second[0]
+    assert sorted(first) == sorted(second) == sorted(ab.arms(4)) and first != second
     bits = {arm: b for _, arm, b in calls}
     assert bits["baseline"] is None and bits["accept"] == 4 and bits["control_2bit"] == 2
 
@@ -90,3 +90,10 @@ def test_measured_stage_times_skip_the_first_step():
     row["ranks"][0]["backward_s"] = [9.0, 9.0] + [0.002] * 2
     assert ab.measured_stage_ms([row], "all_20", "accept", n_micro=2) == [pytest.approx(3.0)]
     assert ab.peak_memory([row], "all_20", "accept") == [{"stage": 0, "peak_rss_mb": 5, "model_mb": 4}]
+
+
+def test_per_seed_loss_ratios_and_step_times():
+    rows = [_row("baseline", s, [2, 1, 1, 1], 1) for s in range(2)]
+    rows += [_row("accept", 0, [2, 1.1, 1.1, 1.1], 0.5), _row("accept", 1, [2, 1.3, 1.3, 1.3], 0.5)]
+    assert ab.loss_ratio_per_seed(rows, "all_20", "accept", "baseline").values == pytest.approx([1.1, 1.3])
+    assert ab.measured_step_s(rows, "all_20", "accept") == pytest.approx(0.5)

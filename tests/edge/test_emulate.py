@@ -296,3 +296,37 @@ def test_a_forked_child_leaves_the_cluster_alone():
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
         assert len(cluster.leftovers()) == 2 + 2
     assert cluster.leftovers() == []
+
+
+SINK = (
+    "import socket, time; s=socket.socket(); s.bind(('{addr}', 5556)); s.listen(); c,_=s.accept(); n=0\n"
+    "while True:\n b=c.recv(1<<16)\n if not b: break\n n+=len(b)\nprint(n)"
+)
+SOURCE = (
+    "import socket, time\nfor _ in range(50):\n try: c=socket.create_connection(('{addr}', 5556), 1); break\n"
+    " except OSError: time.sleep(0.1)\nt=time.perf_counter(); c.sendall(b'x' * {n}); c.shutdown(socket.SHUT_WR)\n"
+    "c.recv(1); print(time.perf_counter() - t)"
+)
+
+
+@needs_root
+def test_a_link_carries_data_at_its_slower_ends_rate():
+    # The planner charges a 50 -> 20 Mbit/s link at 20 Mbit/s; the emulator must agree (no large free burst).
+    n = 2_500_000  # 1 s at 20 Mbit/s, 0.4 s at 50
+    devices = [EmulatedDevice("a", 1.0, 512, 50), EmulatedDevice("b", 1.0, 512, 20)]
+    with EmulatedCluster(devices, require=True) as cluster:
+        sink = subprocess.Popen(
+            cluster.command(1) + [sys.executable, "-c", SINK.format(addr=cluster.address(1))],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        sent = subprocess.run(
+            cluster.command(0) + [sys.executable, "-c", SOURCE.format(addr=cluster.address(1), n=n)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        received = sink.communicate(timeout=30)[0]
+    assert int(received) == n
+    seconds = float(sent.stdout)
+    assert 0.85 < seconds * 20e6 / 8 / n < 1.3, seconds

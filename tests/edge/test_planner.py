@@ -63,3 +63,16 @@ def test_memory_caps_move_or_refuse_the_split():
     assert roomy.starts != tight.starts or roomy.starts[1] <= 6
     with pytest.raises(InfeasiblePartition, match="memory"):
         _planner(memory=(2e6, 2e6, 2e6)).optimal("dp", times, 4)
+
+
+def test_when_a_link_paces_the_pipeline_the_tie_goes_to_the_least_total_time():
+    # fp32 at 20 Mbit/s: every cut costs the same transfer, which exceeds any stage's compute. The bottleneck
+    # ties across most splits; the first one found put nearly all layers on the slowest device.
+    times = np.tile(np.full(8, 0.005), (3, 1)) * np.array([[1.0], [2.0], [4.0]])
+    planner = _planner()
+    dp, even = planner.optimal("dp", times, None), planner.even("even", times, None)
+    assert dp.bottleneck_s == pytest.approx(even.bottleneck_s)
+    assert dp.step_s <= even.step_s and dp.starts[1] >= 3  # the fast device takes the most layers
+    assert sum(dp.stage_s) == pytest.approx(
+        min(sum(planner.fixed("x", (0, a, b), times, None).stage_s) for a in range(1, 7) for b in range(a + 1, 8))
+    )

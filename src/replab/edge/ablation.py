@@ -18,6 +18,8 @@ from ..progress import say
 from .pipeline import PipelineConfig
 from .planner import Plan
 
+ORDER_SEED = 20231110  # the arms' run order per round (not the training seeds)
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -47,14 +49,15 @@ def run_grid(
     seeds: Sequence[int],
     run: Callable[[str, PipelineConfig, str], dict],
 ) -> list[dict]:
-    """Train every (setting, arm) once per seed. Round r uses seed ``seeds[r]`` in every arm, and the arms'
-    order rotates between rounds so none always goes first. ``run(setting, config, tag)`` trains one config
-    (on the setting's cluster) and returns :func:`~replab.edge.pipeline.launch`'s result."""
+    """Train every (setting, arm) once per seed. Round r uses seed ``seeds[r]`` in every arm, in an order
+    shuffled per round (fixed generator), so no arm always runs first or beside the same neighbours.
+    ``run(setting, config, tag)`` trains one config on the setting's cluster and returns
+    :func:`~replab.edge.pipeline.launch`'s result."""
     cells = [(s, a) for s in settings for a in arm_specs]
     rows = []
     for r, seed in enumerate(seeds):
-        k = r % len(cells) if cells else 0
-        for i, (setting, name) in enumerate(cells[k:] + cells[:k]):
+        order = np.random.default_rng([ORDER_SEED, r]).permutation(len(cells))
+        for i, (setting, name) in enumerate(cells[j] for j in order):
             arm = arm_specs[name]
             plan = settings[setting][arm.plan]
             config = replace(base, starts=list(plan.starts), bits=arm.bits, seed=seed)
@@ -119,6 +122,19 @@ def final_loss_ratio(rows: list[dict], setting: str, arm: str, reference: str, w
         np.mean([final_loss(r["losses"], window) for r in rows if r["setting"] == setting and r["arm"] == name])
     )
     return mean(arm) / mean(reference)
+
+
+def loss_ratio_per_seed(rows: list[dict], setting: str, arm: str, reference: str, window: int = 3) -> Spread:
+    """Per seed, ``arm``'s final loss over ``reference``'s (the spread beside :func:`final_loss_ratio`)."""
+    final = {(r["arm"], r["seed"]): final_loss(r["losses"], window) for r in rows if r["setting"] == setting}
+    seeds = sorted(s for a, s in final if a == arm)
+    return Spread.of([final[(arm, s)] / final[(reference, s)] for s in seeds])
+
+
+def measured_step_s(rows: list[dict], setting: str, arm: str) -> float:
+    """Median seconds per step over the arm's runs, the first step (warm-up) left out."""
+    steps = [np.diff(r["step_seconds"]) for r in rows if r["setting"] == setting and r["arm"] == arm]
+    return float(np.median(np.concatenate(steps))) if steps else math.nan
 
 
 def loss_slope(rows: list[dict], setting: str, arm: str, tail: float = 0.2) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import errno
 import logging
+import math
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("cpu", "memory")
+QUEUE_BYTES = 8 * 2**20  # a tbf queue of 8 MiB: no drops for a step's boundary tensors
 CPU_PERIOD_US = 10_000  # short periods spread throttling evenly over ms-scale layers (less noise)
 # The kernel rejects a CFS quota under 1 ms: with the 10 ms period a device gets at least a tenth of a core.
 MIN_CPU_SHARE = 0.1
@@ -60,6 +62,15 @@ class EmulatedDevice:
             )
         if self.memory_mb <= 0 or self.bandwidth_mbit <= 0:
             raise ValueError(f"{self.name}: memory_mb and bandwidth_mbit must be positive")
+
+
+def tbf_bucket(bandwidth_mbit: float) -> tuple[str, ...]:
+    """Bucket and queue of a device's ``tbf`` shaper. The bucket is as small as the kernel's timer allows (one
+    250 Hz tick of the rate, at least a few frames): a larger one lets whole compressed boundary tensors pass at
+    line speed, which the planner does not model. The queue is long enough that a step's fp32 boundary
+    tensors are never dropped (drops would mean retransmits and timing noise on the fp32 arms only)."""
+    burst = max(4096, math.ceil(bandwidth_mbit * 1e6 / 8 / 250))
+    return ("burst", str(burst), "limit", str(QUEUE_BYTES))
 
 
 def emulation_available() -> tuple[bool, str]:
@@ -391,8 +402,7 @@ class EmulatedCluster:
                 ("-n", self.switch, "link", "set", peer, "up"),
             ):
                 _run("ip", *args)
-            rate = f"{dev.bandwidth_mbit}mbit"
-            tbf = ("root", "tbf", "rate", rate, "burst", "64kb", "latency", "200ms")
+            tbf = ("root", "tbf", "rate", f"{dev.bandwidth_mbit}mbit", *tbf_bucket(dev.bandwidth_mbit))
             # Shape both directions: egress of the device, and egress of the bridge port towards it.
             for namespace, link in ((ns, "eth0"), (self.switch, peer)):
                 _run("tc", "-n", namespace, "qdisc", "add", "dev", link, *tbf)

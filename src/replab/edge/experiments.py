@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import numpy as np
 
 from .latency import LatencyPredictor, mape, samples, within
@@ -28,9 +31,11 @@ def predictor_study(
     measurements=(0, 5, 10, 20),
     test_fraction: float = 0.3,
     seed: int = 0,
+    draws: int = 5,
 ) -> dict:
     """Accuracy on held-out layers of the known devices, and on the unseen device after adapting on
-    ``n`` of its layer measurements (evaluated on layers it was not adapted on)."""
+    ``n`` of its measurements (one direction of one layer each; evaluated on layers it was not adapted on):
+    the mean over ``draws`` random draws of those measurements, with the range."""
     splits = [split_layers(p, test_fraction, seed) for p in known]
     model = LatencyPredictor(random_state=seed).fit([train for train, _ in splits])
     held = {}
@@ -43,19 +48,25 @@ def predictor_study(
     layer_truth = np.asarray([r.forward_ms + r.backward_ms for r in unseen_test.layers])
     curve = []
     for n in measurements:
-        m = LatencyPredictor(random_state=seed).fit([train for train, _ in splits])
-        m.adapt(adapt_pool, n, seed=seed)
-        pred = m.predict_ms(unseen_test)
-        layer_pred = pred[0::2] + pred[1::2]  # forward + backward: a layer's share of a training step
-        curve.append(
-            {
-                "measurements": n,
-                "mape": mape(pred, truth),
-                "within_10pct": within(pred, truth),
-                "layer_mape": mape(layer_pred, layer_truth),
-                "layer_within_10pct": within(layer_pred, layer_truth),
-            }
-        )
+        scores = []
+        for d in range(draws if n > 0 else 1):  # adapting leaves the shared network as it is: copy, then adapt
+            m = copy.deepcopy(model).adapt(adapt_pool, n, seed=seed + d)
+            pred = m.predict_ms(unseen_test)
+            layer_pred = pred[0::2] + pred[1::2]  # forward + backward: a layer's share of a training step
+            scores.append(
+                {
+                    "mape": mape(pred, truth),
+                    "within_10pct": within(pred, truth),
+                    "layer_mape": mape(layer_pred, layer_truth),
+                    "layer_within_10pct": within(layer_pred, layer_truth),
+                }
+            )
+        row = {"measurements": n, "draws": len(scores)}
+        for k in scores[0]:
+            values = [s[k] for s in scores]
+            row[k] = float(np.mean(values))
+            row[f"{k}_low"], row[f"{k}_high"] = float(min(values)), float(max(values))
+        curve.append(row)
     # Baseline: the same layers' times on the first known device, scaled by the GFLOP/s ratio.
     ref = {r.name: r for r in known[0].layers}
     ratio = known[0].gflops / unseen.gflops
@@ -69,6 +80,7 @@ def predictor_study(
         "unseen_curve": curve,
         "scaling_rule": {**scaling, "reference": known[0].name},
         "unseen_test_configs": [parse_tag(t) for t in configs],
+        "unseen_test_records": [r.name for r in unseen_test.layers],
     }
 
 
@@ -91,13 +103,16 @@ def planning_predictor(known: list[DeviceProfile], unseen: DeviceProfile, tag: s
     return model.adapt(without_config(unseen, tag), n, seed=seed)
 
 
-def repeat_noise(unseen: DeviceProfile, configs: list[dict], repeats: int, emulate: bool = True) -> dict:
-    """Repeat noise of layer timing on the unseen device's CPU quota: ``configs``' layers measured ``repeats``
-    times in a row (:func:`~replab.edge.latency.repeat_noise_share`)."""
+def repeat_noise(unseen: DeviceProfile, records: list[str], n_configs: int, repeats: int, emulate: bool = True) -> dict:
+    """Repeat noise of layer timing on the unseen device's CPU quota: the layer configurations of the first
+    ``n_configs`` held-out ``records`` measured ``repeats`` times in a row, scored on those held-out records
+    only (:func:`~replab.edge.latency.repeat_noise_share`); ``emulated``: whether the quota applied."""
     from .latency import repeat_noise_share
     from .profiles import measure_repeats
 
-    return repeat_noise_share(measure_repeats(unseen.cpu_share, configs, repeats, emulate=emulate))
+    tags = list(dict.fromkeys(name.split("/")[0] for name in records))[:n_configs]
+    runs, emulated = measure_repeats(unseen.cpu_share, [parse_tag(t) for t in tags], repeats, emulate=emulate)
+    return {**repeat_noise_share(runs, names=set(records)), "emulated": emulated, "configs": len(tags)}
 
 
 def stage_layer_times(
@@ -196,3 +211,50 @@ def run_pipeline(config, devices, emulate: bool = True, log_dir=None) -> dict:
         )
         result["emulated"] = bool(getattr(cluster, "emulated", False))
     return result
+
+
+def plan_splits(
+    profiles: dict[str, DeviceProfile],
+    devices: list[dict],
+    rates_mbit: list[float],
+    known: list[str],
+    unseen: str,
+    model: dict,
+    batch: int,
+    n_microbatches: int,
+    bits: int,
+    runtime_mb: float,
+    n_measurements: int,
+    seed: int = 0,
+) -> dict:
+    """Everything the ablation plans with, for one link setting: the layer times (measured from the profiles,
+    and predicted by :func:`planning_predictor`), the memory estimate, the :class:`~.planner.Planner` and its
+    four splits (even; DP on predicted times with ``bits`` and with fp32; DP on measured times, fp32)."""
+    import torch
+
+    from .models import boundary_shape, tiny_transformer
+    from .planner import Planner, layer_memory_bytes
+
+    micro = batch // n_microbatches
+    tag = f"d{model['d_model']}-s{model['seq_len']}-b{micro}"
+    device_profiles = [profiles[d["profile"]] for d in devices]
+    predictor = planning_predictor([profiles[n] for n in known], profiles[unseen], tag, n_measurements, seed)
+    measured_s = stage_layer_times(device_profiles, tag, model["n_blocks"]) / 1e3
+    predicted_s = stage_layer_times(device_profiles, tag, model["n_blocks"], predictor) / 1e3
+    example = torch.randint(0, model["vocab"], (micro, model["seq_len"]))
+    layer_mem = layer_memory_bytes(tiny_transformer(seed=seed, **model), example, in_flight=n_microbatches)
+    memory = [(d["memory_mb"] - runtime_mb) * 2**20 for d in devices]
+    boundary = math.prod(boundary_shape(micro, **model))
+    planner = Planner(boundary, rates_mbit, n_microbatches, layer_mem, memory)
+    return {
+        "planner": planner,
+        "measured_s": measured_s,
+        "predicted_s": predicted_s,
+        "layer_memory": layer_mem,
+        "plans": {
+            "even": planner.even("even", measured_s, None),
+            "dp_predicted": planner.optimal("dp_predicted", predicted_s, bits),
+            "dp_predicted_fp32": planner.optimal("dp_predicted_fp32", predicted_s, None),
+            "dp_measured_fp32": planner.optimal("dp_measured_fp32", measured_s, None),
+        },
+    }

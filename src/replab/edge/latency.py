@@ -93,19 +93,26 @@ def within(pred_ms: np.ndarray, true_ms: np.ndarray, tolerance: float = 0.10) ->
     return float(np.mean(np.abs(pred_ms / true_ms - 1) <= tolerance))
 
 
-def repeat_noise_share(runs: list[list[LayerRecord]], tolerance: float = 0.10) -> dict[str, float]:
+def repeat_noise_share(
+    runs: list[list[LayerRecord]], tolerance: float = 0.10, names: set[str] | None = None
+) -> dict[str, float]:
     """How often one measurement lies within ±``tolerance`` of the median of the other repeats of the same
     layer on the same device: the share a perfect predictor could reach against single measurements. Per
-    direction (forward and backward separately) and per layer (forward + backward)."""
+    direction (forward and backward separately) and per layer (forward + backward); only the records in
+    ``names`` where given."""
     direction, layer = [], []
     for i, run in enumerate(runs):
         others = [r for j, r in enumerate(runs) if j != i]
         for k, rec in enumerate(run):
+            if names is not None and rec.name not in names:
+                continue
             for field in ("forward_ms", "backward_ms"):
                 ref = np.median([getattr(o[k], field) for o in others])
                 direction.append(abs(getattr(rec, field) / ref - 1) <= tolerance)
             ref = np.median([o[k].forward_ms + o[k].backward_ms for o in others])
             layer.append(abs((rec.forward_ms + rec.backward_ms) / ref - 1) <= tolerance)
+    if not layer:
+        raise ValueError("no repeated record to score (none of the names was measured)")
     return {"direction": float(np.mean(direction)), "layer": float(np.mean(layer)), "repeats": len(runs)}
 
 

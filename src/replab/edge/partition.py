@@ -48,7 +48,8 @@ def _check(layer_times, layer_memory, boundary_bytes, memory, bandwidth):
 
 
 def partition(layer_times, layer_memory, boundary_bytes, memory, bandwidth, transfer_factor: float = 2.0) -> Partition:
-    """Optimal contiguous split of ``n_layers`` over ``n_devices`` ordered devices (each gets at least one layer).
+    """Optimal contiguous split of ``n_layers`` over ``n_devices`` ordered devices (each gets at least one layer):
+    the least bottleneck, and among the splits that reach it, the least total compute + transfer.
 
     ``layer_times[d, l]``: seconds of layer ``l`` on device ``d`` (forward + backward for training);
     ``layer_memory[l]``: bytes layer ``l`` needs resident (weights, optimiser state, stashed activations);
@@ -63,7 +64,6 @@ def partition(layer_times, layer_memory, boundary_bytes, memory, bandwidth, tran
     inf = float("inf")
     # best[s, j]: smallest bottleneck placing layers [0, j) on devices 0..s, device s ending at j.
     best = np.full((n_dev, n_layers + 1), inf)
-    choice = np.full((n_dev, n_layers + 1), -1, dtype=int)
     for j in range(1, n_layers + 1):
         if prefix_m[j] <= mem_d[0]:
             best[0, j] = prefix_t[0, j]
@@ -74,8 +74,7 @@ def partition(layer_times, layer_memory, boundary_bytes, memory, bandwidth, tran
                     continue
                 transfer = transfer_factor * out_b[i - 1] / bw[s - 1]
                 value = max(best[s - 1, i], transfer, prefix_t[s, j] - prefix_t[s, i])
-                if value < best[s, j]:
-                    best[s, j], choice[s, j] = value, i
+                best[s, j] = min(best[s, j], value)
     if best[n_dev - 1, n_layers] == inf:
         short = [d for d in range(n_dev) if mem_d[d] < mem_l.max()]
         hint = f"; devices {short} cannot hold even the largest layer ({mem_l.max():.3g} bytes)" if short else ""
@@ -83,13 +82,38 @@ def partition(layer_times, layer_memory, boundary_bytes, memory, bandwidth, tran
             f"no split of {n_layers} layers over {n_dev} devices fits their memory "
             f"(total needed {prefix_m[-1]:.3g} bytes, available {mem_d.sum():.3g}){hint}"
         )
+    starts = _least_total(best[n_dev - 1, n_layers], prefix_t, prefix_m, out_b, mem_d, bw, transfer_factor)
+    return _evaluate(starts, t, out_b, bw, transfer_factor)
+
+
+def _least_total(bottleneck, prefix_t, prefix_m, out_b, mem_d, bw, transfer_factor) -> list[int]:
+    """Among the splits whose every stage and transfer stays within ``bottleneck`` (and memory), the one with
+    the least total compute + transfer: the bottleneck alone ties across many splits when one link paces the
+    pipeline, and the first tie found can be far worse than an even split (the pipeline's fill and drain)."""
+    n_dev, n_layers = prefix_t.shape[0], prefix_t.shape[1] - 1
+    cap = bottleneck * (1 + 1e-9) + 1e-15
+    inf = float("inf")
+    total = np.full((n_dev, n_layers + 1), inf)
+    choice = np.full((n_dev, n_layers + 1), -1, dtype=int)
+    for j in range(1, n_layers + 1):
+        if prefix_m[j] <= mem_d[0] and prefix_t[0, j] <= cap:
+            total[0, j] = prefix_t[0, j]
+    for s in range(1, n_dev):
+        for j in range(s + 1, n_layers + 1):
+            for i in range(s, j):
+                compute = prefix_t[s, j] - prefix_t[s, i]
+                transfer = transfer_factor * out_b[i - 1] / bw[s - 1]
+                if total[s - 1, i] == inf or prefix_m[j] - prefix_m[i] > mem_d[s] or max(compute, transfer) > cap:
+                    continue
+                value = total[s - 1, i] + compute + transfer
+                if value < total[s, j]:
+                    total[s, j], choice[s, j] = value, i
     starts, j = [], n_layers
     for s in range(n_dev - 1, 0, -1):
         i = int(choice[s, j])
         starts.append(i)
         j = i
-    starts = [0] + starts[::-1]
-    return _evaluate(starts, t, out_b, bw, transfer_factor)
+    return [0] + starts[::-1]
 
 
 def _evaluate(starts, t, out_b, bw, transfer_factor) -> Partition:

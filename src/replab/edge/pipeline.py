@@ -15,9 +15,11 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,6 +138,9 @@ class PipelineConfig:
         unknown = sorted(set(self.model) - set(MODEL_KEYS))
         if unknown:
             raise ValueError(f"unknown model settings {unknown} (known: {', '.join(MODEL_KEYS)})")
+        kwargs = self.model_kwargs()
+        if kwargs["d_model"] % kwargs["n_heads"]:
+            raise ValueError(f"d_model ({kwargs['d_model']}) must be a multiple of n_heads ({kwargs['n_heads']})")
         if starts[-1] >= self.n_layers:
             raise ValueError(f"stage starts {starts} leave no layer for the last stage ({self.n_layers} layers)")
 
@@ -347,6 +352,24 @@ class _LogTail:
             return ""
 
 
+def _die_with_launcher() -> None:
+    """Have the kernel kill this rank when the launcher dies, even by SIGKILL, so no rank is left waiting in
+    gloo for peers that are gone (the argv prefixes exec, so the launcher stays the parent)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    launcher = os.getppid()
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != launcher:  # it died before the request took effect
+        raise SystemExit("the launcher is gone")
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def _stop(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
     """SIGTERM the ranks still running, SIGKILL those that outlive ``grace`` seconds, and reap all of them."""
     for p in procs:
@@ -381,6 +404,12 @@ def launch(
     world = len(config.starts)
     port = free_port()
     with contextlib.ExitStack() as stack:
+        # SIGTERM (a stopped stage, a killed job) unwinds through the `finally` below, which stops the ranks.
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _terminate)
+                stack.callback(signal.signal, signal.SIGTERM, previous)
         if log_dir is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="replab-ranks-")))
         else:
@@ -457,6 +486,7 @@ def main() -> int:
     """``python -m replab.edge.pipeline CONFIG.json RESULT.json``: one rank, configured by the environment
     (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; GLOO_SOCKET_IFNAME in a namespace); its result is written to
     RESULT.json (atomically) once every rank has finished."""
+    _die_with_launcher()
     config = PipelineConfig(**json.loads(Path(sys.argv[1]).read_text()))
     out = Path(sys.argv[2])
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -238,10 +238,10 @@ def _measure_repeats_here(grid: list[dict], repeats: int, out: str) -> None:
 
 def measure_repeats(
     cpu_share: float, grid: list[dict], repeats: int = 5, emulate: bool = True
-) -> list[list[LayerRecord]]:
+) -> tuple[list[list[LayerRecord]], bool]:
     """The same layers measured ``repeats`` times in a row on one device (this machine under a ``cpu_share``
     CPU quota when ``emulate`` and emulation is available): the repeat noise a latency predictor is judged
-    against."""
+    against. Returns the runs and whether the quota applied."""
     import json
     import subprocess
     import sys
@@ -257,7 +257,8 @@ def measure_repeats(
         code = "import json, sys; import replab.edge.profiles as p; p._measure_repeats_here(*json.loads(sys.argv[1]))"
         args = json.dumps([grid, repeats, str(out)])
         subprocess.run([*c.command(0), sys.executable, "-c", code, args], check=True)
-        return [[LayerRecord.model_validate(r) for r in run] for run in json.loads(out.read_text())]
+        runs = [[LayerRecord.model_validate(r) for r in run] for run in json.loads(out.read_text())]
+        return runs, c.emulated
 
 
 # Devices we cannot measure here, from their published figures (roofline estimates; each source says so).
