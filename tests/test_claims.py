@@ -270,3 +270,11 @@ def test_accept_speedup_is_not_judged_without_emulation_or_on_a_low_lower_bound(
     assert _accept([3.5, 3.6, 3.7], bound=True).get("speedup_vs_baseline").verdict == "met"
     never = _accept([0.0, 0.0, 0.0], bound=True, missing=True).get("speedup_vs_baseline")
     assert never.verdict == "missed" and "never reached" in never.note
+
+
+def test_accept_says_plainly_whether_adaptation_beats_the_scaling_rule():
+    results = _accept([3.5])  # predictor 0.45 per layer, rule 0.40; noise 0.5 per layer
+    gain = results.get("predictor_gain_layer")
+    assert gain.ours == pytest.approx(0.05) and "adaptation beats" in gain.reason and gain.note == ""
+    worse = results.get("predictor_gain_direction")  # 0.3 against 0.25: beats, but the noise (0.2) is no floor
+    assert "beats" in worse.reason and "no floor" in worse.note

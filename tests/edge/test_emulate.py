@@ -330,3 +330,43 @@ def test_a_link_carries_data_at_its_slower_ends_rate():
     assert int(received) == n
     seconds = float(sent.stdout)
     assert 0.85 < seconds * 20e6 / 8 / n < 1.3, seconds
+
+
+TRAINING = """
+import sys
+from replab.edge.emulate import EmulatedDevice
+from replab.edge.experiments import run_pipeline
+from replab.edge.pipeline import PipelineConfig
+
+cfg = PipelineConfig(starts=[0, 2], steps=100_000, batch=8, n_microbatches=2,
+                     model=dict(n_blocks=2, d_model=32, n_heads=2, vocab=32, seq_len=16))
+run_pipeline(cfg, [EmulatedDevice("a", 0.5, 512, 50), EmulatedDevice("b", 0.5, 512, 20)], log_dir=sys.argv[1])
+"""
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_training_stops_every_rank_and_removes_the_cluster(sig, tmp_path):
+    script = subprocess.Popen([sys.executable, "-c", textwrap.dedent(TRAINING), str(tmp_path)], text=True)
+    try:
+        deadline = time.monotonic() + 60
+        # Training has begun once both ranks are running (their processes exist, holding the config).
+        while len(_ranks(tmp_path)) < 2 or not (tmp_path / "rank1.log").exists():
+            assert time.monotonic() < deadline and script.poll() is None
+            time.sleep(0.1)
+        time.sleep(2)
+        script.send_signal(sig)
+        script.wait(timeout=30)
+        assert script.returncode != 0
+        assert _present(f"rl{script.pid}") == []
+        time.sleep(0.5)
+        assert _ranks(tmp_path) == []  # no rank left waiting in gloo
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.wait()
+
+
+def _ranks(folder) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"replab.edge.pipeline {folder}"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
