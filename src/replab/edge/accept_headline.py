@@ -236,6 +236,8 @@ def headline(
                 reason=f"no target set before the run; plainly: adaptation {'beats' if gain > 0 else 'does not beat'} "
                 "the speed-scaling rule here",
                 note=weak_floor if noise[kind] < scaling_baseline[kind] else "",
+                timing=True,  # its note compares with this run's repeat noise
+                machine=machine,
             )
         )
     for key, row_, words, target in (
