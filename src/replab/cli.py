@@ -105,6 +105,90 @@ def _papers(args) -> int:
     return 0
 
 
+def _target_list(args) -> int:
+    from .targets import config
+
+    for name, t in config.load().items():
+        if t.kind == "ssh":
+            where = f"ssh {t.destination}:{t.port} (python: {t.python})"
+        elif t.kind == "emulated":
+            where = f"this machine under a {t.cpu_share:g}-core CPU quota and {t.memory_mb} MB"
+        else:
+            where = "this machine"
+        print(f"{name:16} {where}")
+    return 0
+
+
+def _target_check(args) -> int:
+    from .targets import check
+    from .targets.config import TargetError
+
+    results, failed = [], False
+    for name in args.names:
+        try:
+            result = check.check(name)
+        except TargetError as exc:
+            print(f"{name}: NOT READY\n  {exc}")
+            failed = True
+            continue
+        results.append(result)
+        print(f"{name}: {'ok' if result.ok else 'NOT READY'}")
+        print("\n".join(result.lines()))
+        for problem in result.problems:
+            print(f"  fix: {problem}")
+        failed |= not result.ok
+    for problem in check.compatible(results) if len(results) > 1 else []:
+        print(f"together: {problem}")
+        failed = True
+    return 1 if failed else 0
+
+
+def _target_run(args) -> int:
+    from .targets.remote import Remote, expand_inputs
+
+    argv = args.argv
+    if not argv:
+        raise ValueError(
+            "give the command after `--`, e.g. replab target run jetson --output t.json -- "
+            "python -m replab.edge.layer_timing --out t.json"
+        )
+    outputs = {Path(o).as_posix(): Path(o) for o in args.output}
+    result = Remote(args.name).run(argv, expand_inputs(args.input), outputs, timeout=args.timeout)
+    s = result.shipped
+    print(
+        f"{args.name}: done in {result.seconds:.1f} s; shipped {s.files_sent} of {s.files} files "
+        f"({s.payload_bytes} bytes, {s.wire_bytes} on the wire); outputs: {', '.join(outputs) or 'none'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _target_profile(args) -> int:
+    from . import config
+    from .targets.profiling import profile_target
+
+    params = config.load(args.params)
+    scale = params.targets.scale[params.profile]
+    profile, seconds = profile_target(args.name, args.out, grid=scale.grid, repeats=scale.repeats)
+    print(f"{args.out}: {len(profile.layers)} layer records measured on {args.name} in {seconds:.1f} s")
+    return 0
+
+
+def _target_pipeline(args) -> int:
+    import json
+
+    from .edge.pipeline import PipelineConfig
+    from .targets.multihost import launch
+    from .targets.remote import Remote
+
+    cfg = PipelineConfig(**json.loads(Path(args.config).read_text()))
+    result = launch(cfg, [Remote(n) for n in args.names], timeout=args.timeout, log_dir=args.log_dir)
+    losses = result["losses"]
+    where = ", ".join(args.names)
+    print(f"{len(losses)} steps on {where} in {result['seconds']:.1f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its two-line usage error made one line."""
 
@@ -157,6 +241,32 @@ def parser() -> argparse.ArgumentParser:
     papers = sub.add_parser("papers", help="list the registered papers")
     papers.set_defaults(func=_papers)
 
+    target = sub.add_parser("target", help="device targets: this machine, devices over SSH, emulated devices")
+    tsub = target.add_subparsers(dest="action", required=True)
+    tlist = tsub.add_parser("list", help="the defined targets (targets.local.yaml, or $REPLAB_TARGETS)")
+    tlist.set_defaults(func=_target_list)
+    tcheck = tsub.add_parser("check", help="reachability, Python, torch, gloo, memory, disk, CPU/GPU")
+    tcheck.add_argument("names", nargs="+", metavar="NAME", help="several: also check they can run one pipeline")
+    tcheck.set_defaults(func=_target_check)
+    trun = tsub.add_parser("run", help="ship this checkout's code and inputs, run ARGV there, bring outputs back")
+    trun.add_argument("name")
+    trun.add_argument("--input", action="append", default=[], help="a repository-relative file or folder to ship")
+    trun.add_argument("--output", action="append", default=[], help="a relative path the command writes")
+    trun.add_argument("--timeout", type=float, help="seconds (default: the target's run_timeout_s)")
+    trun.add_argument("argv", nargs="*", help="-- then the command; `python` is the target's Python")
+    trun.set_defaults(func=_target_run)
+    tprof = tsub.add_parser("profile", help="measure per-layer latencies on a target (the profile@NAME stage)")
+    tprof.add_argument("name")
+    tprof.add_argument("--out", required=True)
+    tprof.add_argument("--params", default="params.yaml")
+    tprof.set_defaults(func=_target_profile)
+    tpipe = tsub.add_parser("pipeline", help="the edge pipeline with one rank per target (gloo over the LAN)")
+    tpipe.add_argument("names", nargs="+", metavar="NAME")
+    tpipe.add_argument("--config", required=True, help="a PipelineConfig as JSON (a run's logs hold config.json)")
+    tpipe.add_argument("--timeout", type=float)
+    tpipe.add_argument("--log-dir")
+    tpipe.set_defaults(func=_target_pipeline)
+
     assets = sub.add_parser("assets", help="third-party files for offline reports").add_subparsers(
         dest="action", required=True
     )
@@ -185,7 +295,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = None  # `replab target run NAME ... -- ARGV`: everything after `--` is the remote command, verbatim
+    if "--" in argv:
+        command = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
     args = parser().parse_args(argv)
+    if command is not None:
+        if not hasattr(args, "argv"):
+            parser().error("`--` only goes with `replab target run`")
+        args.argv = [*args.argv, *command]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -1,19 +1,20 @@
 """Device profiles: per-layer forward/backward latency, memory, link and CPU share of one device, as YAML.
 
 The predictor and the partitioner read these; :func:`measure_layers` fills them on the current machine
-(and, later, on attached devices over SSH).
+(and, through ``replab target profile``, on attached devices over SSH).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import time
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from .layer_timing import matmul_gflops, time_layers, transformer_layer_times
 
 
 class _Strict(BaseModel):
@@ -43,6 +44,7 @@ class Link(_Strict):
 class DeviceProfile(_Strict):
     name: str
     kind: Literal["measured", "published"]
+    target: str | None = Field(default=None, description="the target it was measured on (`replab target profile`)")
     source: str = Field(min_length=1, description="where the numbers come from")
     cpu_share: float = Field(gt=0, description="cores available (0.5 = half a core)")
     memory_mb: float = Field(gt=0)
@@ -69,79 +71,24 @@ class DeviceProfile(_Strict):
             raise ValueError(f"{path}: not a valid device profile: {exc}") from None
 
 
-def _features(x, y) -> tuple[int, int, int, int]:
-    if not x.is_floating_point():  # token ids (batch, seq)
-        return 1, int(y.shape[-1]), int(x.shape[1]) if x.ndim > 1 else 1, int(x.shape[0])
-    seq = x.shape[1] if x.ndim == 3 else 1
-    return int(x.shape[-1]), int(y.shape[-1]), int(seq), int(x.shape[0])
+def reserved_profile_names(folder: str | Path = "profiles") -> set[str]:
+    """Profiles in ``folder`` that no target measured (shipped estimates, this machine's cgroup profiles): a
+    target of that name would overwrite one."""
+    out = set()
+    for path in Path(folder).glob("*.yaml"):
+        try:
+            if yaml.safe_load(path.read_text()).get("target") is None:
+                out.add(path.stem)
+        except (OSError, AttributeError, yaml.YAMLError):
+            out.add(path.stem)
+    return out
 
 
 def measure_layers(
     layers, example, repeats: int = 5, names: list[str] | None = None, min_seconds: float = 0.2
 ) -> list[LayerRecord]:
-    """Forward and backward time of each module of ``layers`` (applied in sequence to ``example``): the mean
-    over at least ``repeats`` calls and ``min_seconds`` of wall time, so that CPU-quota throttling (which
-    short bursts escape) shows in the figure; FLOPs from torch's FlopCounterMode."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    records = []
-    x = example
-    for idx, layer in enumerate(layers):
-        x = x.detach().requires_grad_(x.is_floating_point())
-        with FlopCounterMode(display=False) as counter:
-            y = layer(x)
-        flops = float(counter.get_total_flops())
-        grad = torch.ones_like(y)
-        wrt = ([x] if x.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
-
-        def once(layer=layer, x=x, wrt=wrt, grad=grad):
-            start = time.perf_counter()
-            out = layer(x)
-            mid = time.perf_counter()
-            if out.requires_grad and wrt:
-                torch.autograd.grad(out, wrt, grad, allow_unused=True)
-            return mid - start, time.perf_counter() - mid
-
-        once()  # warm caches and allocators
-        fwd = bwd = 0.0
-        calls, began = 0, time.perf_counter()
-        while calls < repeats or time.perf_counter() - began < min_seconds:
-            f, b = once()
-            fwd, bwd, calls = fwd + f, bwd + b, calls + 1
-        params = sum(p.numel() * p.element_size() for p in layer.parameters())
-        nbytes = params + x.numel() * x.element_size() + y.numel() * y.element_size()
-        fin, fout, seq, batch = _features(x, y)
-        records.append(
-            LayerRecord(
-                name=names[idx] if names else f"{idx}",
-                type=type(layer).__name__,
-                in_features=fin,
-                out_features=fout,
-                seq_len=seq,
-                batch=batch,
-                flops=flops,
-                bytes=float(nbytes),
-                forward_ms=1e3 * fwd / calls,
-                backward_ms=1e3 * bwd / calls,
-            )
-        )
-        x = y.detach()
-    return records
-
-
-def matmul_gflops(size: int = 256, seconds: float = 0.5) -> float:
-    """Sustained fp32 GFLOP/s of square matrix products here over ``seconds`` (long enough for a CPU quota's
-    throttling to show): the device descriptor's speed figure."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        calls += 1
-    return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
+    """:func:`replab.edge.layer_timing.time_layers`, validated into records."""
+    return [LayerRecord(**r) for r in time_layers(layers, example, repeats, names, min_seconds)]
 
 
 def this_machine(name: str, cpu_share: float, memory_mb: float, link: Link, layers: list[LayerRecord]) -> DeviceProfile:
@@ -157,26 +104,8 @@ def this_machine(name: str, cpu_share: float, memory_mb: float, link: Link, laye
     )
 
 
-# The layer chains a profile measures: pipeline layers (embedding, transformer blocks, head) of tiny
-# transformers over a grid of widths, sequence lengths and batch sizes, so the predictor sees varied shapes.
-PROFILE_GRID = [
-    {"d_model": d, "seq_len": s, "batch": b} for d in (32, 48, 64, 96, 128) for s in (16, 32, 64) for b in (2, 4, 8, 16)
-]
-
-
 def measure_transformer_layers(grid=None, repeats: int = 3) -> list[LayerRecord]:
-    import torch
-
-    from .models import tiny_transformer
-
-    torch.manual_seed(0)
-    records = []
-    for cfg in grid or PROFILE_GRID:
-        layers = tiny_transformer(n_blocks=1, d_model=cfg["d_model"], n_heads=4, vocab=64, seq_len=cfg["seq_len"])
-        ids = torch.randint(0, 64, (cfg["batch"], cfg["seq_len"]))
-        tag = f"d{cfg['d_model']}-s{cfg['seq_len']}-b{cfg['batch']}"
-        records += measure_layers(layers, ids, repeats, names=[f"{tag}/embed", f"{tag}/block", f"{tag}/head"])
-    return records
+    return [LayerRecord(**r) for r in transformer_layer_times(grid, repeats)]
 
 
 def _measure_here(name: str, cpu_share: float, memory_mb: float, bandwidth_mbit: float, out: Path, source: str) -> None:

@@ -1,0 +1,266 @@
+"""The remote half of ``replab.targets``: run by the target's Python as ``python -c <this file> OP ARGS_JSON``.
+
+Standard library only, Python >= 3.8 (JetPack 5 ships 3.8), so nothing has to be installed on a device
+beyond Python itself (and torch for the stages). Nothing here parses a shell string: the command to run
+arrives as a JSON argv list.
+
+Operations (ARGS_JSON always carries ``workdir``; relative to the remote home unless absolute):
+
+- ``missing``  stdin: object hashes, one per line; prints those not in ``workdir/objects``.
+- ``receive``  stdin: a tar stream whose members are named by their sha256; each is checked and stored.
+- ``run``      lays out ``runs/<run_id>`` from the objects (manifest ``{path: sha256}``), runs ``argv`` there
+               in its own process group with stdout and stderr merged into ours, under ``timeout``; when our
+               stdin closes (the ssh connection dropped, the caller was interrupted) the group is killed. A
+               failed run removes its folder; a successful one stays for ``fetch``.
+- ``fetch``    writes a tar of ``outputs`` (paths inside the run folder) to stdout, then removes the folder.
+- ``clean``    removes a run folder.
+- ``probe``    prints the machine as JSON: Python, torch, gloo, memory, disk, CPU and GPU.
+- ``freeport`` prints a free TCP port (the gloo rendezvous port of a multi-host run).
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+EXIT_TIMEOUT = 124  # what coreutils' timeout returns; the caller turns it into a timeout error
+EXIT_VANISHED = 125  # the caller went away (stdin closed) before the command finished
+
+
+def _workdir(args):
+    path = os.path.expanduser(args["workdir"])
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.expanduser("~"), path)
+    for sub in ("objects", "runs", "tmp"):
+        os.makedirs(os.path.join(path, sub), exist_ok=True)
+    return path
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _safe_rel(rel):
+    parts = rel.replace("\\", "/").split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise SystemExit("agent: refusing path " + repr(rel))
+    return os.path.join(*parts)
+
+
+def op_missing(args):
+    objects = os.path.join(_workdir(args), "objects")
+    wanted = [line.strip() for line in sys.stdin if line.strip()]
+    for h in wanted:
+        if not os.path.exists(os.path.join(objects, h)):
+            print(h)
+
+
+def op_receive(args):
+    root = _workdir(args)
+    count = 0
+    with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
+        for member in tar:
+            name = member.name
+            if not member.isfile() or len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
+                raise SystemExit("agent: unexpected member " + repr(name))
+            tmp = os.path.join(root, "tmp", f"{name}.{os.getpid()}")
+            with tar.extractfile(member) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            if _sha256(tmp) != name:
+                os.unlink(tmp)
+                raise SystemExit("agent: object " + name + " arrived corrupted")
+            os.replace(tmp, os.path.join(root, "objects", name))
+            count += 1
+    print(count)
+
+
+def _layout(root, run_dir, manifest):
+    for rel, entry in manifest.items():
+        digest, mode = entry
+        dest = os.path.join(run_dir, _safe_rel(rel))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        # A copy, not a hard link: a command that edits an input in place must not corrupt the store.
+        shutil.copyfile(os.path.join(root, "objects", digest), dest)
+        os.chmod(dest, mode)
+
+
+def _kill_group(proc, grace=3.0):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def op_run(args):
+    root = _workdir(args)
+    run_dir = os.path.join(root, "runs", args["run_id"])
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)
+    ok = False
+    try:
+        _layout(root, run_dir, args["manifest"])
+        env = dict(os.environ)
+        env.update(args.get("env", {}))
+        env["PYTHONPATH"] = os.pathsep.join(
+            [os.path.join(run_dir, p) for p in args.get("pythonpath", [])] + [env.get("PYTHONPATH", "")]
+        ).rstrip(os.pathsep)
+        argv = [sys.executable if a == "{python}" else a for a in args["argv"]]
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        except OSError as exc:
+            print(f"agent: cannot start {argv[0]}: {exc}", file=sys.stderr, flush=True)
+            return 127
+        gone = threading.Event()
+
+        def watch_stdin():
+            # The caller keeps our stdin open for as long as it wants the command to live.
+            while sys.stdin.buffer.read(4096):
+                pass
+            gone.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        deadline = time.monotonic() + float(args["timeout"])
+        while proc.poll() is None:
+            if gone.is_set():
+                _kill_group(proc)
+                return EXIT_VANISHED
+            if time.monotonic() > deadline:
+                _kill_group(proc)
+                print(
+                    "agent: timed out after {:.0f} s; command killed".format(args["timeout"]),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return EXIT_TIMEOUT
+            time.sleep(0.05)
+        # The command's own children may still hold the group: they do not outlive the run.
+        _kill_group(proc, grace=0.5)
+        ok = proc.returncode == 0
+        return proc.returncode
+    finally:
+        if not ok:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def op_fetch(args):
+    run_dir = os.path.join(_workdir(args), "runs", args["run_id"])
+    try:
+        outputs = [_safe_rel(o) for o in args["outputs"]]
+        missing = [o for o in outputs if not os.path.exists(os.path.join(run_dir, o))]
+        if missing:
+            print("agent: the command wrote no " + ", ".join(missing), file=sys.stderr)
+            return 3
+        with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
+            for o in outputs:
+                tar.add(os.path.join(run_dir, o), arcname=o)
+        return 0
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def op_clean(args):
+    shutil.rmtree(os.path.join(_workdir(args), "runs", args["run_id"]), ignore_errors=True)
+
+
+def _meminfo():
+    out = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0]) / 1024  # MiB
+    except OSError:
+        pass
+    return out
+
+
+def _cpu_model():
+    try:
+        with open("/proc/device-tree/model") as f:  # Jetson boards and many phones name themselves here
+            board = f.read().strip("\x00\n ")
+    except OSError:
+        board = ""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("model name", "hardware", "processor") and ":" in line:
+                    value = line.split(":", 1)[1].strip()
+                    if value and not value.isdigit():
+                        model = value
+                        break
+    except OSError:
+        pass
+    return " / ".join(p for p in (board, model or platform.processor() or platform.machine()) if p)
+
+
+def op_probe(args):
+    root = _workdir(args)
+    mem = _meminfo()
+    report = {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_total_mb": mem.get("MemTotal"),
+        "memory_available_mb": mem.get("MemAvailable"),
+        "disk_free_mb": shutil.disk_usage(root).free / 2**20,
+        "workdir": root,
+        "torch": None,
+        "gloo": None,
+        "gpu": None,
+    }
+    try:
+        import torch
+        import torch.distributed as dist
+
+        report["torch"] = torch.__version__
+        report["gloo"] = bool(dist.is_available() and dist.is_gloo_available())
+        if torch.cuda.is_available():
+            report["gpu"] = torch.cuda.get_device_name(0)
+    except Exception as exc:  # noqa: BLE001 - any import failure is what the check reports
+        report["torch_error"] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps(report))
+
+
+def op_freeport(args):
+    with socket.socket() as s:
+        s.bind(("", 0))
+        print(s.getsockname()[1])
+
+
+def main(argv):
+    op, args = argv[0], json.loads(argv[1])
+    result = globals()["op_" + op](args) or 0
+    if op == "run":  # its stdin watcher blocks in read(): leave without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(result if result >= 0 else 128 - result)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,114 @@
+"""The edge pipeline with one rank per target: rank r runs ``python -m replab.edge.pipeline`` on target r
+(over SSH, or here for ``local``), with the gloo rendezvous on the first target's address.
+
+The same rank program as the single-machine launcher (:func:`replab.edge.pipeline.launch`), so results are
+comparable; each rank's result file comes back like any output of ``replab target run``. The first rank to
+fail stops the others (its connection is dropped and the agent kills the rank there).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from ..edge.pipeline import PipelineConfig
+from . import check as checks
+from .config import SshTarget, TargetError
+from .remote import Remote
+
+
+def rendezvous_address(remote: Remote) -> str:
+    t = remote.target
+    if isinstance(t, SshTarget):
+        return t.address or t.host
+    return "127.0.0.1"
+
+
+def launch(
+    config: PipelineConfig, remotes: list[Remote], timeout: float | None = None, log_dir: str | Path | None = None
+) -> dict:
+    """Train ``config`` with rank r on ``remotes[r]``; returns what :func:`replab.edge.pipeline.launch` does.
+    Every target is checked first (gloo, one torch major.minor). ``log_dir``: each rank's output and result."""
+    world = len(config.starts)
+    if len(remotes) != world:
+        raise TargetError(f"{world} pipeline stages need {world} targets, got {len(remotes)}")
+    checks.require([checks.check(r.name, r.target) for r in remotes])
+    port = int(remotes[0].call("freeport").decode().strip())
+    master = rendezvous_address(remotes[0])
+    timeout = 600 + 10 * config.steps if timeout is None else timeout
+    results: list[dict | None] = [None] * world
+    errors: list[BaseException | None] = [None] * world
+    with tempfile.TemporaryDirectory(prefix="replab-multihost-") as tmp:
+        folder = Path(log_dir) if log_dir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        config_file = Path(tmp) / "config.json"
+        config_file.write_text(json.dumps(asdict(config), indent=1))
+
+        def rank_main(rank: int) -> None:
+            remote = remotes[rank]
+            log = open(folder / f"rank{rank}.log", "w")  # noqa: SIM115 - closed below, written from callbacks
+            shown = remote.on_line
+
+            def on_line(line: str) -> None:
+                log.write(line + "\n")
+                log.flush()
+                shown(line)
+
+            remote.on_line = on_line
+            env = {
+                "RANK": str(rank),
+                "WORLD_SIZE": str(world),
+                "MASTER_ADDR": master,
+                "MASTER_PORT": str(port),
+                "OMP_NUM_THREADS": "1",
+            }
+            if isinstance(remote.target, SshTarget) and remote.target.gloo_ifname:
+                env["GLOO_SOCKET_IFNAME"] = remote.target.gloo_ifname
+            try:
+                remote.run(
+                    ["python", "-m", "replab.edge.pipeline", "config.json", "result.json"],
+                    inputs={"config.json": config_file},
+                    outputs={"result.json": folder / f"rank{rank}.json"},
+                    env=env,
+                    timeout=timeout,
+                )
+                results[rank] = json.loads((folder / f"rank{rank}.json").read_text())
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the launching thread
+                errors[rank] = exc
+                for other in remotes:
+                    other.cancelled.set()
+            finally:
+                remote.on_line = shown
+                log.close()
+
+        threads = [threading.Thread(target=rank_main, args=(r,), name=f"rank{r}") for r in range(world)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        except BaseException:
+            for r in remotes:
+                r.cancelled.set()
+            for t in threads:
+                t.join()
+            raise
+        finally:
+            for r in remotes:
+                r.cancelled.clear()
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if failed:
+        # The first real failure, not the ranks we cancelled because of it.
+        real = [(r, e) for r, e in failed if "cancelled" not in str(e)] or failed
+        rank, exc = real[0]
+        raise TargetError(f"pipeline rank {rank} on {remotes[rank].name} failed: {exc}") from exc
+    return {
+        "losses": results[-1]["losses"],
+        "step_seconds": results[-1]["step_seconds"],
+        "seconds": max(r["seconds"] for r in results),
+        "ranks": results,
+        "targets": [r.name for r in remotes],
+    }
