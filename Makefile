@@ -78,7 +78,12 @@ endif
 	@echo
 	@echo "Report: file://$(CURDIR)/reports/index.html"
 
+# The device-target tests start real sshd hosts: as root, a missing OpenSSH server is installed.
 test: data kernels
+	@if [ ! -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q openssh-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q openssh-server; }; \
+	fi
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

@@ -19,10 +19,10 @@ def test_committed_dvc_yaml_is_the_generated_one():
 def test_registry_params_notebooks_and_stages_agree():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     params = config.validate(raw)
-    assert set(raw) - {"profile", "seed"} == set(PAPERS)
+    assert set(raw) - {"profile", "seed", "targets"} == set(PAPERS)
     assert {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")} == set(PAPERS)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert set(stages) == {"strip", "report", *PAPERS}
+    assert set(stages) == {"strip", "profile", "report", *PAPERS}
     for key, paper in PAPERS.items():
         nb = nbformat.read(ROOT / paper.notebook, as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))

@@ -25,6 +25,7 @@ PARAMS_FILE = Path("params.yaml")
 def params_model() -> type[BaseModel]:
     """The whole file's model: ``profile``, ``seed`` and one field per registered paper."""
     from .papers import params_models
+    from .targets.params import TargetsParams
 
     sections = {key: (model, ...) for key, model in params_models().items()}
     return create_model(
@@ -32,6 +33,7 @@ def params_model() -> type[BaseModel]:
         __base__=Strict,
         profile=(Profile, Field(description="tiny (tests, CI) | laptop (2-core CPU) | paper (GPU)")),
         seed=(int, Field(ge=0, le=2**32 - 1)),
+        targets=(TargetsParams, Field(description="where the device stages run (profile@<target>)")),
         **sections,
     )
 
@@ -57,10 +59,19 @@ def validate(raw: Any, source: str = "params") -> BaseModel:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return params_model().model_validate(raw)
+        params = params_model().model_validate(raw)
     except ValidationError as exc:
         problems = [_describe(e) for e in exc.errors()]
         raise ParamsError(_message(source, problems)) from None
+    # Across sections: a paper's device measured on a target needs that target's profile stage.
+    problems = []
+    for key in raw:
+        check = getattr(getattr(params, key, None), "check_targets", None)
+        if check is not None:
+            problems.extend(check(params.targets.run_on))
+    if problems:
+        raise ParamsError(_message(source, problems))
+    return params
 
 
 def _message(source: str, problems: list[str]) -> str:

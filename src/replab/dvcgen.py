@@ -19,7 +19,8 @@ DVC_YAML = Path("dvc.yaml")
 HEADER = """\
 # Generated from src/replab/papers.py by `replab pipeline generate`: do not edit by hand (a test compares).
 # Each paper's notebook stage runs the output-stripped copy of notebooks/<paper>.ipynb, so saving a notebook
-# with outputs in JupyterLab does not make its stage stale.
+# with outputs in JupyterLab does not make its stage stale. The device profiles a stage reads are listed from
+# params.yaml: after changing which profiles a paper uses there, run `replab pipeline generate` again.
 """
 
 
@@ -31,7 +32,26 @@ def _uncached(path: str) -> dict:
     return {path: {"cache": False}}
 
 
-def paper_stage(paper: Paper) -> dict:
+def profile_stage() -> dict:
+    """``profile@<target>`` for each target in params.yaml's ``targets.run_on`` (DVC reads the list)."""
+    return {
+        "foreach": "${targets.run_on}",
+        "do": {
+            "cmd": "replab target profile ${item} --out profiles/${item}.yaml",
+            "deps": [_src("targets"), _src("edge/layer_timing.py"), _src("edge/profiles.py"), _src("edge/models.py")],
+            "params": ["profile", "targets.scale"],
+            "outs": ["profiles/${item}.yaml"],
+        },
+    }
+
+
+def _param_deps(paper: Paper, params) -> list[str]:
+    if not paper.param_deps:
+        return []
+    return list(getattr(getattr(params, paper.key), paper.param_deps)())
+
+
+def paper_stage(paper: Paper, params=None) -> dict:
     files = claim_paths(Path("metrics"), paper.key)
     code = [_src(c) for c in paper.code]
     code += [module_file(d) for d in paper.data if module_file(d) not in code]
@@ -51,6 +71,7 @@ def paper_stage(paper: Paper) -> dict:
             f"build/notebooks/{paper.key}.ipynb",
             *(f"data/{d}" for d in paper.data),
             *paper.deps,
+            *(_param_deps(paper, params) if params is not None else []),
             *code,
             *(_src(s) for s in SHARED_CODE),
         ],
@@ -88,7 +109,10 @@ def plots() -> list:
     return out
 
 
-def document() -> dict:
+def document(params_file: Path = Path("params.yaml")) -> dict:
+    from .config import load
+
+    params = load(params_file)
     stages: dict = {
         "strip": {
             "foreach": list(PAPERS),
@@ -99,13 +123,16 @@ def document() -> dict:
             },
         }
     }
-    stages.update({key: paper_stage(paper) for key, paper in PAPERS.items()})
+    stages["profile"] = profile_stage()
+    stages.update({key: paper_stage(paper, params) for key, paper in PAPERS.items()})
     stages["report"] = report_stage()
     return {"stages": stages, "plots": plots()}
 
 
-def render() -> str:
-    body = yaml.safe_dump(document(), sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+def render(params_file: Path = Path("params.yaml")) -> str:
+    body = yaml.safe_dump(
+        document(params_file), sort_keys=False, default_flow_style=False, allow_unicode=True, width=120
+    )
     return HEADER + body
 
 
@@ -113,14 +140,17 @@ def diff(path: Path = DVC_YAML) -> str:
     """Unified diff from the file on disk to the generated one ('' when they agree)."""
     current = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = difflib.unified_diff(
-        current.splitlines(keepends=True), render().splitlines(keepends=True), str(path), "generated"
+        current.splitlines(keepends=True),
+        render(path.with_name("params.yaml")).splitlines(keepends=True),
+        str(path),
+        "generated",
     )
     return "".join(lines)
 
 
 def write(path: Path = DVC_YAML) -> bool:
     """Write the generated file; returns whether it changed."""
-    text = render()
+    text = render(path.with_name("params.yaml"))
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     path.write_text(text, encoding="utf-8")

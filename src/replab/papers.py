@@ -43,6 +43,7 @@ EDGE_ACCEPT = (
     "compression",
     "emulate",
     "models",
+    "layer_timing",
 )
 
 
@@ -65,7 +66,8 @@ class Paper:
     params_model: str  # "module:Class" of its params.yaml section
     code: tuple[str, ...]  # its library code under src/replab (its package first)
     data: tuple[str, ...] = ()  # data sets under data/ (names in replab.data.build.DATASETS)
-    deps: tuple[str, ...] = ()  # other project files it reads, e.g. device profiles
+    deps: tuple[str, ...] = ()  # other project files it reads
+    param_deps: str = ""  # method of its params section listing files it reads that params choose (profiles)
     checkpoints: bool = False  # writes models/<key>/ (a DVC out, pushed to the remote)
     logs: bool = False  # writes metrics/logs/<key>/ (e.g. each pipeline rank's log; a DVC out, not in git)
     plots: tuple[Plot, ...] = ()
@@ -120,7 +122,7 @@ PAPERS: dict[str, Paper] = {
             # Its modules of the shared edge engine (Confidant's own modules there do not make it stale).
             code=tuple(f"edge/{m}.py" for m in EDGE_ACCEPT)
             + ("kernels/__init__.py", "kernels/_compression_triton.py", "kernels/cpu_codec.py", "kernels/_codec.c"),
-            deps=("profiles",),
+            param_deps="profile_files",
             plots=(
                 Plot(
                     "losses",

@@ -17,7 +17,21 @@ class EdgeDevice(Strict):
         ge=MIN_CPU_SHARE, le=64, description="cores (0.25 = a quarter of one core; >= 0.1, a 1 ms quota)"
     )
     memory_mb: int = Field(gt=0, description="cgroup memory cap; the planner gives layers this less runtime_mb")
-    profile: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="profiles/<profile>.yaml: its measured layer times")
+    profile: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", description="profiles/<profile>.yaml: the layer times of its device class"
+    )
+    target: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$",
+        description="a target in targets.run_on: its measured profiles/<target>.yaml replaces `profile` in planning",
+    )
+
+
+def profiles_used(devices: list[dict], known: list[str], unseen: str) -> list[str]:
+    """Every profile the stage reads: each device's class estimate and, where it names a target, the profile
+    measured there; the predictor's known and unseen devices."""
+    names = {d["profile"] for d in devices} | {d["target"] for d in devices if d.get("target")}
+    return sorted(names | set(known) | {unseen})
 
 
 class AcceptScale(Strict):
@@ -80,8 +94,22 @@ class AcceptParams(Strict):
                 raise ValueError("every device needs memory_mb above runtime_mb")
         return self
 
+    def profile_files(self) -> list[str]:
+        """The stage's profile dependencies (dvc.yaml), so a profile it does not read never makes it stale."""
+        devices = [d.model_dump() for d in self.devices]
+        return [f"profiles/{n}.yaml" for n in profiles_used(devices, self.known_profiles, self.unseen_profile)]
+
+    def check_targets(self, run_on: list[str]) -> list[str]:
+        """A device measured on a target needs that target's profile stage in the pipeline."""
+        return [
+            f"accept.devices.{i}.target: {d.target!r} is not in targets.run_on ({', '.join(run_on)}), so no "
+            f"stage measures profiles/{d.target}.yaml: add it there"
+            for i, d in enumerate(self.devices)
+            if d.target and d.target not in run_on
+        ]
+
     def check_files(self, root: Path) -> list[str]:
-        """Every device profile named here must exist under profiles/."""
+        """Every device profile named here must exist under profiles/ (a target's is written by its stage)."""
         folder = root / "profiles"
         known = sorted(p.stem for p in folder.glob("*.yaml"))
         named = [(f"accept.devices.{i}.profile", d.profile) for i, d in enumerate(self.devices)]

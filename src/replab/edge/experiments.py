@@ -237,7 +237,7 @@ def plan_splits(
 
     micro = batch // n_microbatches
     tag = f"d{model['d_model']}-s{model['seq_len']}-b{micro}"
-    device_profiles = [profiles[d["profile"]] for d in devices]
+    device_profiles = [profiles[d.get("target") or d["profile"]] for d in devices]
     predictor = planning_predictor([profiles[n] for n in known], profiles[unseen], tag, n_measurements, seed)
     measured_s = stage_layer_times(device_profiles, tag, model["n_blocks"]) / 1e3
     predicted_s = stage_layer_times(device_profiles, tag, model["n_blocks"], predictor) / 1e3
@@ -258,3 +258,19 @@ def plan_splits(
             "dp_measured_fp32": planner.optimal("dp_measured_fp32", measured_s, None),
         },
     }
+
+
+def device_profile_rows(profiles: dict[str, DeviceProfile], devices: list[dict]) -> list[dict]:
+    """Which profile each device is planned with, and whether it was measured on a target or is the estimate
+    of its device class (the report shows this table)."""
+    rows = []
+    for d in devices:
+        used = profiles[d.get("target") or d["profile"]]
+        if used.target:
+            how = f"measured on target {used.target}"
+        elif used.kind == "measured":
+            how = "measured here, under the device's CPU quota (class estimate)"
+        else:
+            how = "published figures (class estimate)"
+        rows.append({"device": d["name"], "profile": used.name, "how": how, "source": used.source})
+    return rows

@@ -37,7 +37,9 @@ def profile_target(name: str, out: str | Path, grid: str = "full", repeats: int 
     remote = remote or Remote(name)
     facts = remote.probe()
     if not facts.get("torch"):
-        raise TargetError(f"target {name}: torch does not import there ({facts.get('torch_error')}); see `replab target check {name}`")
+        raise TargetError(
+            f"target {name}: torch does not import there ({facts.get('torch_error')}); see `replab target check {name}`"
+        )
     target = remote.target
     emulated = isinstance(target, EmulatedTarget)
     threads = (max(1, round(target.cpu_share)) if target.cpu_share >= 1 else 1) if emulated else 0
