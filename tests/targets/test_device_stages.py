@@ -9,6 +9,7 @@ from replab.targets.check import CheckResult, compatible
 from replab.targets.config import TargetError
 
 from ..conftest import ROOT, copy_project, run
+from .hosts import free_port
 
 
 def params_raw():
@@ -67,19 +68,37 @@ def test_the_foreach_stage_profiles_the_loopback_target(loopback_host, tmp_path)
     profiles/loop.yaml, labelled with the target."""
     project = copy_project(tmp_path / "project", with_data=False)
     text = (project / "params.yaml").read_text()
-    text = text.replace("profile: laptop", "profile: tiny", 1).replace("run_on: [local]", "run_on: [local, loop]")
-    (project / "params.yaml").write_text(text)
+    text = text.replace("profile: laptop", "profile: tiny", 1)
+    (project / "params.yaml").write_text(text.replace("run_on: [local]", "run_on: [local, loop, dead]"))
     entry = loopback_host.target(tmp_path / "remote-work").model_dump(exclude={"kind"})
-    (project / "targets.local.yaml").write_text(yaml.safe_dump({"targets": {"loop": {"kind": "ssh", **entry}}}))
-    done = run(["dvc", "repro", "profile@loop"], project)
+    dead = {**entry, "port": free_port()}  # configured, but nothing listens there
+    targets = {"loop": {"kind": "ssh", **entry}, "dead": {"kind": "ssh", **dead}}
+    (project / "targets.local.yaml").write_text(yaml.safe_dump({"targets": targets}))
+    done = run(["dvc", "repro", "--keep-going", "profile@dead", "profile@loop"], project, check=False)
+    assert done.returncode != 0  # the unreachable target fails its own stage, and only that one
+    assert "target dead: connection refused" in done.stdout + done.stderr
     assert "Running stage 'profile@loop'" in done.stdout
     profile = DeviceProfile.load(project / "profiles" / "loop.yaml")
     assert profile.kind == "measured" and profile.target == "loop" and "over ssh" in profile.source
     assert len(profile.layers) == 6 and all(r.forward_ms > 0 and r.backward_ms > 0 for r in profile.layers)
-    assert "profiles/loop.yaml" in run(["git", "check-ignore", "profiles/loop.yaml"], project).stdout
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert lock["profile@loop"]["outs"][0]["path"] == "profiles/loop.yaml" and "profile@dead" not in lock
 
 
 def test_check_of_an_unknown_target_lists_the_known_ones(tmp_path):
     done = run(["replab", "target", "check", "no-such"], tmp_path, check=False, env={"REPLAB_TARGETS": "absent.yaml"})
     assert done.returncode == 1
     assert "no target 'no-such'; known: local (absent.yaml does not exist" in done.stdout
+
+
+def test_a_command_runs_on_an_emulated_target_inside_its_cgroup(tmp_path):
+    import os
+
+    from replab.targets import EmulatedTarget, Remote
+
+    if os.geteuid() != 0:
+        pytest.skip("emulated targets need root (cgroups)")
+    target = EmulatedTarget(kind="emulated", cpu_share=0.5, memory_mb=1024, workdir=str(tmp_path / "w"))
+    lines = []
+    Remote("half", target, on_line=lines.append).run(["python", "-c", "print(open('/proc/self/cgroup').read())"])
+    assert any("rl" in line and "-d0" in line for line in lines), lines
