@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -73,7 +74,10 @@ class SshHost:
         )
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         log = open(f / "sshd.log", "w")  # noqa: SIM115 - kept for the server's life
-        self.proc = subprocess.Popen([*prefix, SSHD, "-D", "-e", "-f", str(f / "sshd_config")], stderr=log)
+        # Its own process group: stopping it also stops the per-connection sshd processes.
+        self.proc = subprocess.Popen(
+            [*prefix, SSHD, "-D", "-e", "-f", str(f / "sshd_config")], stderr=log, start_new_session=True
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             scan = subprocess.run(
@@ -91,13 +95,16 @@ class SshHost:
         raise RuntimeError(f"sshd did not start: {(f / 'sshd.log').read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self.proc is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(timeout=5)
+                break
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                continue
 
     def target(self, workdir: Path, **overrides) -> SshTarget:
         fields = dict(

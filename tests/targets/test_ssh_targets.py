@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,9 +24,9 @@ def remote(host, tmp_path, **overrides) -> Remote:
     return Remote("loop", host.target(tmp_path / "remote-work", **overrides), on_line=lambda line: None)
 
 
-def no_process_with(marker: str) -> bool:
+def no_process_with(marker: str, besides: tuple[int, ...] = ()) -> bool:
     out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
-    return not [p for p in out if int(p) != os.getpid()]
+    return not [p for p in out if int(p) not in (os.getpid(), *besides)]
 
 
 def test_check_reports_python_torch_gloo_memory_and_disk(loopback_host, tmp_path):
@@ -57,6 +58,9 @@ def test_run_brings_outputs_back_and_resends_only_changed_files(loopback_host, t
     (inputs / "b.txt").write_text("BETA" * 1000)
     third = r.run(["python", "-c", code], inputs=files, outputs={"out": dest})
     assert third.shipped.files_sent == 1 and third.shipped.payload_bytes == 4000
+    # What crossed ssh: that file and the run's manifest, in one tar record (10 KiB), against the whole code
+    # base the first time.
+    assert third.shipped.wire_bytes <= 4000 + 10240 + 20480 < first.shipped.wire_bytes / 4
     assert (dest / "joined.txt").read_text() == "alpha" + "BETA" * 1000 + "gamma"
     assert not list((tmp_path / "remote-work" / "runs").iterdir())  # fetched runs are removed there
 
@@ -87,28 +91,129 @@ def test_a_missing_output_is_an_error_and_nothing_is_written(loopback_host, tmp_
     assert not (tmp_path / "one.txt").exists()
 
 
-@pytest.mark.parametrize("how", ["timeout", "interrupt"])
-def test_timeout_or_interrupt_kills_the_remote_process_group(loopback_host, tmp_path, how):
-    marker = f"replab-sleeper-{how}-{os.getpid()}"
-    # The command starts a child that would outlive it: the agent kills the whole group.
-    code = (
+def sleeper(marker: str) -> str:
+    """A command that starts a child which would outlive it, says so, then sleeps: the agent must kill the
+    whole group."""
+    return (
         f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
-        f"'{marker}']); open('out.txt', 'w').write('x'); time.sleep(60)"
+        f"'{marker}']); open('out.txt', 'w').write('x'); print('started', flush=True); time.sleep(60)"
     )
-    r = remote(loopback_host, tmp_path)
-    dest = tmp_path / "out.txt"
-    began = time.monotonic()
-    if how == "interrupt":
-        threading.Timer(2.0, r.cancelled.set).start()
-    with pytest.raises(TargetError, match="timed out" if how == "timeout" else "cancelled"):
-        r.run(["python", "-c", code, marker], outputs={"out.txt": dest}, timeout=2 if how == "timeout" else 60)
-    assert time.monotonic() - began < QUICK
-    deadline = time.monotonic() + 5
+
+
+def assert_gone(marker: str, work: Path, dest: Path) -> None:
+    deadline = time.monotonic() + 8
     while not no_process_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert no_process_with(marker), "a remote process outlived the run"
     assert not dest.exists()
-    assert not list((tmp_path / "remote-work" / "runs").iterdir())
+    assert not list((work / "runs").iterdir())
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_timeout_or_cancel_kills_the_remote_process_group(loopback_host, tmp_path, how):
+    marker = f"replab-sleeper-{how}-{os.getpid()}"
+    r = remote(loopback_host, tmp_path)
+    dest = tmp_path / "out.txt"
+    began = time.monotonic()
+    if how == "cancel":  # what a multi-host run does to the other ranks when one fails
+        threading.Timer(2.0, r.cancelled.set).start()
+    with pytest.raises(TargetError, match="timed out" if how == "timeout" else "cancelled"):
+        r.run(
+            ["python", "-c", sleeper(marker), marker], outputs={"out.txt": dest}, timeout=2 if how == "timeout" else 60
+        )
+    assert time.monotonic() - began < QUICK
+    assert_gone(marker, tmp_path / "remote-work", dest)
+
+
+@pytest.mark.parametrize("name", ["loop", "local"])
+def test_ctrl_c_on_the_cli_stops_the_run_there(loopback_host, tmp_path, name):
+    """SIGINT to `replab target run` (what Ctrl-C sends), over ssh and on this machine."""
+    import signal
+
+    targets = tmp_path / "targets.yaml"
+    entry = loopback_host.target(tmp_path / "remote-work").model_dump(exclude={"kind"})
+    targets.write_text(yaml.safe_dump({"targets": {"loop": {"kind": "ssh", **entry}}}))
+    marker = f"replab-sleeper-ctrlc-{name}-{os.getpid()}"
+    env = {**os.environ, "REPLAB_TARGETS": str(targets), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cmd = ["replab", "target", "run", name, "--output", "out.txt", "--", "python", "-c", sleeper(marker), marker]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # wait until the command runs there
+        seen.append(line)
+        if "started" in line:
+            break
+    assert "started" in "".join(seen), "".join(seen)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=QUICK) == 130
+    assert time.monotonic() - began < QUICK
+    work = tmp_path / "remote-work" if name == "loop" else tmp_path / "build" / "targets" / "local"
+    assert_gone(marker, work, tmp_path / "out.txt")
+
+
+def test_a_connection_that_goes_silent_ends_the_remote_command(loopback_host, tmp_path):
+    """The client stops (SIGSTOP: no FIN, no heartbeat, as when a laptop sleeps or Wi-Fi drops): the agent
+    kills the command after the heartbeat timeout instead of letting it run to the stage's timeout."""
+    import signal
+
+    marker = f"replab-sleeper-silent-{os.getpid()}"
+    r = remote(loopback_host, tmp_path)
+    r.heartbeat_timeout_s = 3
+    started = threading.Event()
+    r.on_line = lambda line: started.set() if line == "started" else None
+    outcome = []
+
+    def go():
+        try:
+            r.run(["python", "-c", sleeper(marker), marker])
+        except TargetError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=go)
+    t.start()
+    assert started.wait(QUICK), "the command did not start"
+    client = r.process
+    assert client is not None and not no_process_with(marker, (client.pid,))
+    os.kill(client.pid, signal.SIGSTOP)
+    try:
+        gone_by = time.monotonic() + 3 + 8
+        # (the stopped ssh client's own command line holds the marker too)
+        while not no_process_with(marker, (client.pid,)) and time.monotonic() < gone_by:
+            time.sleep(0.2)
+        assert no_process_with(marker, (client.pid,)), "the command outlived a silent connection"
+    finally:
+        os.kill(client.pid, signal.SIGCONT)
+        t.join(timeout=30)
+    assert outcome and "went silent" in str(outcome[0])
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ({"port": "free"}, "connection refused"),
+        ({"known_hosts": "wrong"}, "does not match known_hosts"),
+        ({"identity_file": "stranger"}, "refused the key"),
+        ({"python": "/nonexistent/python3"}, "no Python at"),
+    ],
+)
+def test_a_broken_target_fails_a_run_quickly_and_writes_nothing(loopback_host, tmp_path, broken, message):
+    overrides = dict(broken)
+    if overrides.get("port") == "free":
+        overrides["port"] = free_port()
+    if overrides.get("known_hosts") == "wrong":
+        pub = keygen(tmp_path / "other_host_key").with_suffix(".pub").read_text().split()
+        (tmp_path / "kh").write_text(f"[127.0.0.1]:{loopback_host.port} {pub[0]} {pub[1]}\n")
+        overrides["known_hosts"] = str(tmp_path / "kh")
+    if overrides.get("identity_file") == "stranger":
+        overrides["identity_file"] = str(keygen(tmp_path / "id_stranger"))
+    dest = tmp_path / "out.txt"
+    began = time.monotonic()
+    with pytest.raises(TargetError, match=message):
+        remote(loopback_host, tmp_path, **overrides).run(
+            ["python", "-c", "open('out.txt', 'w').write('x')"], outputs={"out.txt": dest}
+        )
+    assert time.monotonic() - began < QUICK
+    assert not dest.exists() and not list(tmp_path.glob(".out.txt*"))
 
 
 def test_an_unknown_host_key_is_refused_with_the_keyscan_line(loopback_host, tmp_path):
@@ -237,3 +342,26 @@ def test_two_hosts_in_namespaces_train_the_pipeline_like_one_process(user_key, t
     assert result["targets"] == ["h0", "h1"]
     assert result["losses"] == pytest.approx(single_process_losses(cfg), rel=1e-5)
     assert (tmp_path / "logs" / "rank1.log").read_text().count("loss") == 4
+
+
+def test_the_first_failing_rank_stops_the_others_and_is_named(loopback_host, tmp_path):
+    """Rank 1 cannot open its gloo socket (no such interface): rank 0, waiting at the rendezvous, is stopped
+    there and the error names rank 1."""
+    from replab.edge.pipeline import PipelineConfig
+    from replab.targets.multihost import launch
+
+    cfg = PipelineConfig(
+        starts=[0, 2],
+        steps=2,
+        batch=4,
+        n_microbatches=2,
+        model=dict(n_blocks=2, d_model=16, n_heads=2, vocab=16, seq_len=8),
+    )
+    good = Remote("a", loopback_host.target(tmp_path / "wa"), on_line=lambda line: None)
+    bad = Remote("b", loopback_host.target(tmp_path / "wb", gloo_ifname="nosuchif0"), on_line=lambda line: None)
+    began = time.monotonic()
+    with pytest.raises(TargetError, match="pipeline rank 1 on b failed first"):
+        launch(cfg, [good, bad], timeout=120)
+    assert time.monotonic() - began < 60
+    assert no_process_with("replab.edge.pipeline config.json")
+    assert not list((tmp_path / "wa" / "runs").iterdir()) and not list((tmp_path / "wb" / "runs").iterdir())

@@ -8,10 +8,12 @@ Operations (ARGS_JSON always carries ``workdir``; relative to the remote home un
 
 - ``missing``  stdin: object hashes, one per line; prints those not in ``workdir/objects``.
 - ``receive``  stdin: a tar stream whose members are named by their sha256; each is checked and stored.
-- ``run``      lays out ``runs/<run_id>`` from the objects (manifest ``{path: sha256}``), runs ``argv`` there
-               in its own process group with stdout and stderr merged into ours, under ``timeout``; when our
-               stdin closes (the ssh connection dropped, the caller was interrupted) the group is killed. A
-               failed run removes its folder; a successful one stays for ``fetch``.
+- ``run``      lays out ``runs/<run_id>`` from the objects (``manifest``: the hash of a JSON object
+               ``{path: [sha256, mode]}``), runs ``argv`` there in its own process group with stdout and stderr
+               merged into ours, under ``timeout``. The caller writes a heartbeat to our stdin: when it closes
+               (the caller stopped, ssh ended), when it is silent for ``silence`` seconds (a connection dropped
+               without a word) or on SIGINT/SIGTERM/SIGHUP, the whole group is killed. A failed run removes its
+               folder; a successful one stays for ``fetch``.
 - ``fetch``    writes a tar of ``outputs`` (paths inside the run folder) to stdout, then removes the folder.
 - ``clean``    removes a run folder.
 - ``probe``    prints the machine as JSON: Python, torch, gloo, memory, disk, CPU and GPU.
@@ -96,33 +98,65 @@ def _layout(root, run_dir, manifest):
         os.chmod(dest, mode)
 
 
-def _kill_group(proc, grace=3.0):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _kill_group(pgid, grace=3.0):
+    """SIGTERM the whole group, then SIGKILL whatever is left of it (the leader exiting first does not
+    save a child that ignores SIGTERM)."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(pgid, 0)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _safe_id(value):
+    if not value or len(value) > 64 or any(c not in "0123456789abcdef" for c in value):
+        raise SystemExit("agent: bad id " + repr(value))
+    return value
 
 
 def op_run(args):
     root = _workdir(args)
-    run_dir = os.path.join(root, "runs", args["run_id"])
+    run_dir = os.path.join(root, "runs", _safe_id(args["run_id"]))
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     ok = False
+    proc = None
     try:
-        _layout(root, run_dir, args["manifest"])
+        # The manifest travels as an object (one argument could not hold thousands of paths).
+        with open(os.path.join(root, "objects", _safe_id(args["manifest"]))) as f:
+            _layout(root, run_dir, json.load(f))
         env = dict(os.environ)
         env.update(args.get("env", {}))
+        env.setdefault("PYTHONUNBUFFERED", "1")  # lines reach the caller as they are printed
         env["PYTHONPATH"] = os.pathsep.join(
             [os.path.join(run_dir, p) for p in args.get("pythonpath", [])] + [env.get("PYTHONPATH", "")]
         ).rstrip(os.pathsep)
         argv = [sys.executable if a == "{python}" else a for a in args["argv"]]
+        last_heard = [time.monotonic()]
+        gone = threading.Event()
+
+        def watch_stdin():
+            # The caller keeps our stdin open, writing a heartbeat, for as long as it wants the command to
+            # live; EOF (it closed or its ssh ended) or silence (a connection dropped without a word) ends it.
+            while sys.stdin.buffer.read1(4096):
+                last_heard[0] = time.monotonic()
+            gone.set()
+
+        def on_signal(signum, frame):
+            raise SystemExit(128 + signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, on_signal)
         try:
             proc = subprocess.Popen(
                 argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
@@ -130,40 +164,33 @@ def op_run(args):
         except OSError as exc:
             print(f"agent: cannot start {argv[0]}: {exc}", file=sys.stderr, flush=True)
             return 127
-        gone = threading.Event()
-
-        def watch_stdin():
-            # The caller keeps our stdin open for as long as it wants the command to live.
-            while sys.stdin.buffer.read(4096):
-                pass
-            gone.set()
-
         threading.Thread(target=watch_stdin, daemon=True).start()
         deadline = time.monotonic() + float(args["timeout"])
+        silence = float(args.get("silence", 30))
         while proc.poll() is None:
-            if gone.is_set():
-                _kill_group(proc)
+            if gone.is_set() or time.monotonic() - last_heard[0] > silence:
                 return EXIT_VANISHED
             if time.monotonic() > deadline:
-                _kill_group(proc)
-                print(
-                    "agent: timed out after {:.0f} s; command killed".format(args["timeout"]),
-                    file=sys.stderr,
-                    flush=True,
-                )
+                print(f"agent: timed out after {args['timeout']:.0f} s; command killed", file=sys.stderr, flush=True)
                 return EXIT_TIMEOUT
             time.sleep(0.05)
-        # The command's own children may still hold the group: they do not outlive the run.
-        _kill_group(proc, grace=0.5)
         ok = proc.returncode == 0
         return proc.returncode
     finally:
+        if proc is not None:
+            _kill_group(proc.pid, grace=0.0 if proc.poll() is not None else 3.0)  # none of its group outlives it
         if not ok:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _regular_only(info):
+    if not (info.isfile() or info.isdir()):
+        raise SystemExit("agent: output " + repr(info.name) + " is not a regular file or folder")
+    return info
+
+
 def op_fetch(args):
-    run_dir = os.path.join(_workdir(args), "runs", args["run_id"])
+    run_dir = os.path.join(_workdir(args), "runs", _safe_id(args["run_id"]))
     try:
         outputs = [_safe_rel(o) for o in args["outputs"]]
         missing = [o for o in outputs if not os.path.exists(os.path.join(run_dir, o))]
@@ -172,14 +199,14 @@ def op_fetch(args):
             return 3
         with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
             for o in outputs:
-                tar.add(os.path.join(run_dir, o), arcname=o)
+                tar.add(os.path.join(run_dir, o), arcname=o, filter=_regular_only)
         return 0
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def op_clean(args):
-    shutil.rmtree(os.path.join(_workdir(args), "runs", args["run_id"]), ignore_errors=True)
+    shutil.rmtree(os.path.join(_workdir(args), "runs", _safe_id(args["run_id"])), ignore_errors=True)
 
 
 def _meminfo():
@@ -255,12 +282,24 @@ def op_freeport(args):
 def main(argv):
     op, args = argv[0], json.loads(argv[1])
     result = globals()["op_" + op](args) or 0
-    if op == "run":  # its stdin watcher blocks in read(): leave without waiting for it
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(result if result >= 0 else 128 - result)
     return result
 
 
+def _main_exit(argv):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        if not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # noqa: BLE001 - reported, then the same hard exit
+        print(f"agent: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    # The stdin watcher of `run` blocks in read(): leave without waiting for it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if code >= 0 else 128 - code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    _main_exit(sys.argv[1:])

@@ -37,19 +37,39 @@ class CheckResult:
         return [f"  {k:7} {v}" for k, v in rows]
 
 
-def problems_of(facts: dict) -> list[str]:
-    """What stops device stages on a machine with these facts, each with its fix."""
+MIN_PYTHON = (3, 8)  # the shipped code's syntax
+MIN_TORCH_PROFILE = (2, 1)  # torch.utils.flop_counter
+MIN_TORCH_PIPELINE = (2, 4)  # torch.distributed.pipelining
+
+
+def _version(text: str | None) -> tuple[int, int]:
+    try:
+        major, minor = (text or "").split("+")[0].split(".")[:2]
+        return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    except ValueError:
+        return (0, 0)
+
+
+def problems_of(facts: dict, pipeline: bool = False) -> list[str]:
+    """What stops device stages on a machine with these facts, each with its fix (``pipeline``: also what
+    stops a pipeline rank)."""
     out = []
+    if _version(facts.get("python")) < MIN_PYTHON:
+        out.append(f"Python {facts.get('python')} is older than 3.8: point `python:` at a newer one")
     if not facts.get("torch"):
         out.append(
             f"torch does not import ({facts.get('torch_error', 'unknown error')}): install it for this Python "
             "(Jetson: NVIDIA's JetPack wheel for your L4T release; Termux: `pkg install python-torch`)"
         )
+    elif _version(facts["torch"]) < MIN_TORCH_PROFILE:
+        out.append(f"torch {facts['torch']} is older than 2.1 (no flop counter): install a newer wheel")
     elif not facts.get("gloo"):
         out.append(
             "torch has no gloo backend (some Jetson wheels are built without USE_DISTRIBUTED): install a wheel "
             "with distributed support; pipeline ranks cannot run here (profiling still can)"
         )
+    elif pipeline and _version(facts["torch"]) < MIN_TORCH_PIPELINE:
+        out.append(f"torch {facts['torch']} has no torch.distributed.pipelining (2.4+): install a newer wheel")
     mem = facts.get("memory_available_mb")
     if mem is not None and mem < MIN_FREE_MEMORY_MB:
         out.append(f"only {mem:.0f} MB of memory free (a rank needs ~{MIN_FREE_MEMORY_MB} MB): close other programs")
@@ -59,10 +79,10 @@ def problems_of(facts: dict) -> list[str]:
     return out
 
 
-def check(name: str, target=None) -> CheckResult:
+def check(name: str, target=None, pipeline: bool = False) -> CheckResult:
     """Probe one target. Raises :class:`TargetError` when it cannot be reached or has no Python."""
     facts = Remote(name, target).probe()
-    return CheckResult(name, facts, problems_of(facts))
+    return CheckResult(name, facts, problems_of(facts, pipeline))
 
 
 def torch_minor(version: str | None) -> str | None:

@@ -35,12 +35,17 @@ def launch(
     world = len(config.starts)
     if len(remotes) != world:
         raise TargetError(f"{world} pipeline stages need {world} targets, got {len(remotes)}")
-    checks.require([checks.check(r.name, r.target) for r in remotes])
+    kinds = {isinstance(r.target, SshTarget) for r in remotes}
+    if kinds == {True, False}:
+        # 127.0.0.1 (the local agent's address) would be each remote rank's own loopback.
+        raise TargetError("a multi-host run takes ssh targets only (or only `local`): give this machine an ssh entry")
+    checks.require([checks.check(r.name, r.target, pipeline=True) for r in remotes])
     port = int(remotes[0].call("freeport").decode().strip())
     master = rendezvous_address(remotes[0])
     timeout = 600 + 10 * config.steps if timeout is None else timeout
     results: list[dict | None] = [None] * world
     errors: list[BaseException | None] = [None] * world
+    failed_order: list[int] = []  # ranks in the order they failed (the first is the cause; the others follow)
     with tempfile.TemporaryDirectory(prefix="replab-multihost-") as tmp:
         folder = Path(log_dir) if log_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,6 +83,7 @@ def launch(
                 results[rank] = json.loads((folder / f"rank{rank}.json").read_text())
             except BaseException as exc:  # noqa: BLE001 - re-raised by the launching thread
                 errors[rank] = exc
+                failed_order.append(rank)  # list.append is atomic
                 for other in remotes:
                     other.cancelled.set()
             finally:
@@ -99,12 +105,10 @@ def launch(
         finally:
             for r in remotes:
                 r.cancelled.clear()
-    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
-    if failed:
-        # The first real failure, not the ranks we cancelled because of it.
-        real = [(r, e) for r, e in failed if "cancelled" not in str(e)] or failed
-        rank, exc = real[0]
-        raise TargetError(f"pipeline rank {rank} on {remotes[rank].name} failed: {exc}") from exc
+    if failed_order:
+        rank = failed_order[0]
+        exc = errors[rank]
+        raise TargetError(f"pipeline rank {rank} on {remotes[rank].name} failed first: {exc}") from exc
     return {
         "losses": results[-1]["losses"],
         "step_seconds": results[-1]["step_seconds"],

@@ -10,6 +10,7 @@ partial outputs, and the agent kills the remote process group when the connectio
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -96,6 +97,8 @@ class Remote:
         self.target = target if target is not None else config.get(name)
         self.on_line = on_line or (lambda line: print(f"[{name}] {line}", file=sys.stderr, flush=True))
         self.cancelled = threading.Event()  # set from another thread to stop a run (multi-host failures)
+        self.heartbeat_timeout_s = 30.0  # the agent kills the command after this long without hearing from us
+        self.process: subprocess.Popen | None = None  # the running agent call (ssh, or the local agent)
 
     # -- talking to the agent ------------------------------------------------------------------------------
     @property
@@ -116,7 +119,7 @@ class Remote:
         """The error for a failed agent call: ssh's own failures, a missing Python, or the command's exit."""
         if self.is_ssh and returncode == ssh.SSH_FAILED:
             return TargetError(ssh.explain(self.name, self.target, stderr))
-        if returncode == 127 and "agent:" not in stderr:
+        if returncode == 127 and what != "the command":
             python = self.target.python if self.is_ssh else sys.executable
             return TargetError(
                 f"target {self.name}: no Python at {python!r} there ({stderr.strip().splitlines()[-1:] or ''}); "
@@ -146,23 +149,29 @@ class Remote:
         """The target's Python, torch, gloo, memory, disk, CPU and GPU (``replab target check``)."""
         return json.loads(self.call("probe", timeout=timeout))
 
-    def ship(self, files: dict[str, Path]) -> tuple[dict[str, list], ShipReport]:
-        """Make the target hold every file of ``files``; returns the run manifest and what was sent."""
+    def ship(self, files: dict[str, Path]) -> tuple[str, ShipReport]:
+        """Make the target hold every file of ``files`` and the run's manifest; returns the manifest's hash
+        and what was sent."""
         manifest = {rel: [_sha256(p), 0o755 if os.access(p, os.X_OK) else 0o644] for rel, p in files.items()}
         by_hash = {digest: files[rel] for rel, (digest, _) in manifest.items()}
-        wanted = "".join(f"{h}\n" for h in sorted(by_hash)).encode()
-        missing = self.call("missing", stdin=wanted).decode().split()
-        payload = sum(by_hash[h].stat().st_size for h in missing)
-        wire = 0
-        if missing:
-            with tempfile.TemporaryDirectory(prefix="replab-ship-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="replab-ship-") as tmp:
+            manifest_file = Path(tmp) / "manifest.json"
+            manifest_file.write_text(json.dumps(manifest, sort_keys=True))
+            manifest_hash = _sha256(manifest_file)
+            wanted = "".join(f"{h}\n" for h in sorted({*by_hash, manifest_hash})).encode()
+            missing = self.call("missing", stdin=wanted).decode().split()
+            sent = [h for h in missing if h != manifest_hash]
+            payload = sum(by_hash[h].stat().st_size for h in sent)
+            wire = 0
+            if missing:
                 bundle = Path(tmp) / "objects.tar"
-                with tarfile.open(bundle, "w") as tar:
+                # dereference: a symlinked input (DVC's symlink cache) is sent as the file it points to
+                with tarfile.open(bundle, "w", dereference=True) as tar:
                     for h in missing:
-                        tar.add(by_hash[h], arcname=h, recursive=False)
+                        tar.add(by_hash.get(h, manifest_file), arcname=h, recursive=False)
                 wire = bundle.stat().st_size
                 self.call("receive", stdin=bundle, timeout=max(120.0, wire / 1e5))  # >= 100 kB/s
-        return manifest, ShipReport(len(manifest), len(missing), payload, wire)
+        return manifest_hash, ShipReport(len(manifest), len(sent), payload, wire)
 
     def run(
         self,
@@ -189,6 +198,7 @@ class Remote:
             "env": dict(env or {}),
             "pythonpath": ["src"],
             "timeout": timeout,
+            "silence": self.heartbeat_timeout_s,
         }
         with self._device() as prefix:
             tail = self._stream(self.agent_argv("run", args, prefix), timeout, run_id)
@@ -202,8 +212,6 @@ class Remote:
     # -- internals -----------------------------------------------------------------------------------------
     def _device(self):
         """For an emulated target, the cgroup/namespace prefix the run executes under."""
-        import contextlib
-
         if not isinstance(self.target, EmulatedTarget):
             return contextlib.nullcontext([])
         from ..edge.emulate import EmulatedCluster, EmulatedDevice
@@ -225,7 +233,12 @@ class Remote:
         stays open for as long as the command may live: closing it (or losing ssh) kills the remote group."""
         out_tail: deque = deque(maxlen=40)
         err: list[bytes] = []
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # A session of its own: Ctrl-C reaches us, not the agent; we stop it in order (see below).
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+        self.process = proc
+        done = threading.Event()
 
         def pump_out():
             for raw in proc.stdout:
@@ -236,7 +249,15 @@ class Remote:
         def pump_err():
             err.append(proc.stderr.read())
 
-        readers = [threading.Thread(target=pump_out, daemon=True), threading.Thread(target=pump_err, daemon=True)]
+        def heartbeat():
+            while not done.wait(min(5.0, self.heartbeat_timeout_s / 3)):
+                try:
+                    proc.stdin.write(b".")
+                    proc.stdin.flush()
+                except (BrokenPipeError, ValueError, OSError):
+                    return
+
+        readers = [threading.Thread(target=f, daemon=True) for f in (pump_out, pump_err, heartbeat)]
         for r in readers:
             r.start()
         # The agent enforces the timeout itself; ours adds the connection setup and a margin for its kill.
@@ -252,8 +273,10 @@ class Remote:
                     break
                 time.sleep(0.05)
         finally:
+            done.set()
             if proc.poll() is None:  # interrupted, cancelled or timed out here: drop the connection
-                proc.stdin.close()
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
                 try:
                     proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
@@ -263,6 +286,7 @@ class Remote:
                     self._clean_quietly(run_id)
             for r in readers:
                 r.join(timeout=5)
+            self.process = None
         stderr = b"".join(err).decode(errors="replace")
         code = proc.returncode
         if reason is not None:
@@ -270,6 +294,11 @@ class Remote:
             raise TargetError(f"target {self.name}: {reason}; the remote command was stopped")
         if code == AGENT_EXIT_TIMEOUT and "agent: timed out" in stderr:
             raise TargetError(f"target {self.name}: timed out after {timeout:.0f} s; the remote command was killed")
+        if code == AGENT_EXIT_VANISHED:
+            raise TargetError(
+                f"target {self.name}: the connection went silent for {self.heartbeat_timeout_s:.0f} s; "
+                "the remote command was killed"
+            )
         if code != 0:
             message = stderr if stderr.strip() else _tail(out_tail)
             raise self.failure(code, message, "the command")
@@ -285,23 +314,27 @@ class Remote:
         """Bring the outputs back: unpack beside each destination, then rename all into place."""
         data = self.call("fetch", {"run_id": run_id, "outputs": list(outputs)}, timeout=600)
         staged: list[tuple[Path, Path]] = []
-        with tempfile.TemporaryDirectory(prefix="replab-fetch-") as tmp:
-            bundle = Path(tmp) / "outputs.tar"
-            bundle.write_bytes(data)
-            unpacked = Path(tmp) / "out"
-            with tarfile.open(bundle) as tar:
-                tar.extractall(unpacked, filter="data")
-            try:
+        try:
+            with tempfile.TemporaryDirectory(prefix="replab-fetch-") as tmp:
+                bundle = Path(tmp) / "outputs.tar"
+                bundle.write_bytes(data)
+                unpacked = Path(tmp) / "out"
+                with tarfile.open(bundle) as tar:
+                    tar.extractall(unpacked, filter="data")
                 for rel, dest in outputs.items():
                     dest = Path(dest)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     stage = dest.parent / f".{dest.name}.replab-{run_id[:8]}"
+                    staged.append((stage, dest))  # before the move, so a half-made copy is removed too
                     shutil.move(str(unpacked / rel), stage)  # same file system as dest from here on
-                    staged.append((stage, dest))
-            except BaseException:
-                for stage, _ in staged:
-                    shutil.rmtree(stage) if stage.is_dir() else stage.unlink(missing_ok=True)
-                raise
+        except BaseException:
+            for stage, _ in staged:
+                if stage.is_dir() and not stage.is_symlink():
+                    shutil.rmtree(stage, ignore_errors=True)
+                else:
+                    stage.unlink(missing_ok=True)
+            raise
+        # Everything arrived: only renames from here.
         for stage, dest in staged:
             if dest.is_dir() and not dest.is_symlink():
                 old = dest.parent / f".{dest.name}.replab-old-{run_id[:8]}"
