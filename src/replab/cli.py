@@ -112,7 +112,7 @@ def _target_list(args) -> int:
         if t.kind == "ssh":
             where = f"ssh {t.destination}:{t.port} (python: {t.python})"
         elif t.kind == "emulated":
-            where = f"this machine under a {t.cpu_share:g}-core CPU quota and {t.memory_mb} MB"
+            where = f"this machine under {f'profile {t.profile}' if t.profile else f'{t.cpu_share:g} core(s)'}'s caps"
         else:
             where = "this machine"
         print(f"{name:16} {where}")

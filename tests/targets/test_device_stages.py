@@ -98,7 +98,8 @@ def test_a_command_runs_on_an_emulated_target_inside_its_cgroup(tmp_path):
 
     if os.geteuid() != 0:
         pytest.skip("emulated targets need root (cgroups)")
-    target = EmulatedTarget(kind="emulated", cpu_share=0.5, memory_mb=1024, workdir=str(tmp_path / "w"))
+    target = EmulatedTarget(kind="emulated", profile="dev-cpu50", workdir=str(tmp_path / "w"))
+    assert target.caps(ROOT / "profiles")[0] == 0.5
     lines = []
     Remote("half", target, on_line=lines.append).run(["python", "-c", "print(open('/proc/self/cgroup').read())"])
     assert any(f"/rl{os.getpid()}-d0" in line for line in lines), lines  # this run's emulated device

@@ -294,7 +294,7 @@ def test_the_example_targets_file_is_valid():
 
     known = load(ROOT / "targets.example.yaml")
     assert {"local", "jetson", "phone"} <= set(known)
-    assert known["phone"].port == 8022
+    assert known["phone"].port == 8022 and known["quarter"].caps(ROOT / "profiles")[0] == 0.25
 
 
 def test_a_bad_targets_file_names_the_key(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ..schema import Strict
 
@@ -56,14 +56,31 @@ class SshTarget(Strict):
 
 
 class EmulatedTarget(Strict):
-    """This machine under a device profile's caps (cgroup CPU quota and memory limit; needs root)."""
+    """This machine under a device's caps (cgroup CPU quota and memory limit; needs root): those of a device
+    profile (``profile: dev-cpu25`` reads profiles/dev-cpu25.yaml), or given directly."""
 
     kind: Literal["emulated"]
-    cpu_share: float = Field(ge=0.1, le=64, description="cores (0.25 = a quarter of one core)")
-    memory_mb: int = Field(default=2048, gt=256)
-    bandwidth_mbit: float = Field(default=100, gt=0)
+    profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$", description="profiles/<profile>.yaml")
+    cpu_share: float | None = Field(default=None, ge=0.1, le=64, description="cores (0.25 = a quarter of one core)")
+    memory_mb: int | None = Field(default=None, gt=256)
+    bandwidth_mbit: float | None = Field(default=None, gt=0)
     workdir: str = Field(default="build/targets/emulated")
     run_timeout_s: float = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.profile is None) == (self.cpu_share is None):
+            raise ValueError("an emulated target takes either `profile` (a device profile's caps) or `cpu_share`")
+        return self
+
+    def caps(self, profiles: Path = Path("profiles")) -> tuple[float, int, float]:
+        """(cores, memory MB, link Mbit/s) it runs under."""
+        if self.profile is None:
+            return self.cpu_share, self.memory_mb or 2048, self.bandwidth_mbit or 100
+        from ..edge.profiles import DeviceProfile
+
+        device = DeviceProfile.load(profiles / f"{self.profile}.yaml")
+        return device.cpu_share, self.memory_mb or int(device.memory_mb), device.link.bandwidth_mbit
 
 
 Target = Annotated[LocalTarget | SshTarget | EmulatedTarget, Field(discriminator="kind")]

@@ -23,7 +23,7 @@ def _link(target) -> Link:
     if isinstance(target, SshTarget):
         return Link(bandwidth_mbit=target.link_mbit, delay_ms=1.0)
     if isinstance(target, EmulatedTarget):
-        return Link(bandwidth_mbit=target.bandwidth_mbit, delay_ms=0.1)
+        return Link(bandwidth_mbit=target.caps()[2], delay_ms=0.1)
     return Link(bandwidth_mbit=LOCAL_LINK_MBIT, delay_ms=0.1)
 
 
@@ -42,7 +42,8 @@ def profile_target(name: str, out: str | Path, grid: str = "full", repeats: int 
         )
     target = remote.target
     emulated = isinstance(target, EmulatedTarget)
-    threads = (max(1, round(target.cpu_share)) if target.cpu_share >= 1 else 1) if emulated else 0
+    cores, memory_mb, _ = target.caps() if emulated else (0, 0, 0)
+    threads = (max(1, round(cores)) if cores >= 1 else 1) if emulated else 0
     argv = ["python", "-m", "replab.edge.layer_timing", "--out", "timing.json", "--grid", grid]
     argv += ["--repeats", str(repeats), "--threads", str(threads)]
     with tempfile.TemporaryDirectory(prefix="replab-profile-") as tmp:
@@ -51,7 +52,7 @@ def profile_target(name: str, out: str | Path, grid: str = "full", repeats: int 
     where = {
         LocalTarget: "this machine (the `local` target)",
         SshTarget: f"{getattr(target, 'host', '')} over ssh",
-        EmulatedTarget: f"this machine under a cgroup CPU quota of {getattr(target, 'cpu_share', 0):g} core(s)",
+        EmulatedTarget: f"this machine under a cgroup CPU quota of {cores:g} core(s)",
     }[type(target)]
     source = (
         f"measured on target {name} by `replab target profile`: {where}; {facts.get('cpu')}, "
@@ -63,8 +64,8 @@ def profile_target(name: str, out: str | Path, grid: str = "full", repeats: int 
         kind="measured",
         target=name,
         source=source,
-        cpu_share=target.cpu_share if emulated else float(raw["threads"]),
-        memory_mb=target.memory_mb if emulated else float(facts.get("memory_total_mb") or 1024),
+        cpu_share=cores if emulated else float(raw["threads"]),
+        memory_mb=memory_mb if emulated else float(facts.get("memory_total_mb") or 1024),
         gflops=raw["gflops"],
         link=_link(target),
         layers=[LayerRecord(**r) for r in raw["layers"]],

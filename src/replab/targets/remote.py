@@ -216,8 +216,8 @@ class Remote:
             return contextlib.nullcontext([])
         from ..edge.emulate import EmulatedCluster, EmulatedDevice
 
-        t = self.target
-        cluster = EmulatedCluster([EmulatedDevice(self.name, t.cpu_share, t.memory_mb, t.bandwidth_mbit)])
+        cores, memory_mb, mbit = self.target.caps()
+        cluster = EmulatedCluster([EmulatedDevice(self.name, cores, memory_mb, mbit)])
 
         @contextlib.contextmanager
         def entered():
