@@ -110,7 +110,7 @@ def _target_list(args) -> int:
 
     for name, t in config.load().items():
         if t.kind == "ssh":
-            where = f"ssh {t.destination}:{t.port} (python: {t.python})"
+            where = f"ssh {t.destination}{f':{t.port}' if t.port else ''} (python: {t.python})"
         elif t.kind == "emulated":
             where = f"this machine under {f'profile {t.profile}' if t.profile else f'{t.cpu_share:g} core(s)'}'s caps"
         else:

@@ -74,7 +74,8 @@ class SshHost:
         )
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         log = open(f / "sshd.log", "w")  # noqa: SIM115 - kept for the server's life
-        # Its own process group: stopping it also stops the per-connection sshd processes.
+        # Its own process group, signalled as a whole on stop (per-connection sshd processes start their own
+        # sessions and end with their connections).
         self.proc = subprocess.Popen(
             [*prefix, SSHD, "-D", "-e", "-f", str(f / "sshd_config")], stderr=log, start_new_session=True
         )

@@ -124,7 +124,55 @@ def _safe_id(value):
     return value
 
 
+def _become_subreaper():
+    """Orphans of the command (a daemonised grandchild that left its process group) become our children, so
+    they can be found and killed too (Linux; elsewhere the process group has to do)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_children():
+    """SIGKILL every remaining child of ours (the command's orphans, reparented to us as subreaper)."""
+    me = str(os.getpid())
+    for _ in range(20):
+        found = []
+        for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/" + pid + "/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[-1].split()[1] == me:
+                found.append(int(pid))
+        if not found:
+            return
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (OSError, ChildProcessError):
+                pass
+
+
 def op_run(args):
+    # A signal only raises a flag; the loop below turns it into a kill of the whole group, which a second
+    # signal can no longer interrupt.
+    stop = []
+
+    def on_signal(signum, frame):
+        stop.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    _become_subreaper()
     root = _workdir(args)
     run_dir = os.path.join(root, "runs", _safe_id(args["run_id"]))
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -148,15 +196,14 @@ def op_run(args):
         def watch_stdin():
             # The caller keeps our stdin open, writing a heartbeat, for as long as it wants the command to
             # live; EOF (it closed or its ssh ended) or silence (a connection dropped without a word) ends it.
-            while sys.stdin.buffer.read1(4096):
-                last_heard[0] = time.monotonic()
-            gone.set()
+            try:
+                while sys.stdin.buffer.read1(4096):
+                    last_heard[0] = time.monotonic()
+            finally:
+                gone.set()
 
-        def on_signal(signum, frame):
-            raise SystemExit(128 + signum)
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, on_signal)
+        if stop:
+            return 128 + stop[0]
         try:
             proc = subprocess.Popen(
                 argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
@@ -168,17 +215,26 @@ def op_run(args):
         deadline = time.monotonic() + float(args["timeout"])
         silence = float(args.get("silence", 30))
         while proc.poll() is None:
+            if stop:
+                print(f"agent: stopped by signal {stop[0]}; command killed", file=sys.stderr, flush=True)
+                return 128 + stop[0]
             if gone.is_set() or time.monotonic() - last_heard[0] > silence:
+                print("agent: caller gone; command killed", file=sys.stderr, flush=True)
                 return EXIT_VANISHED
             if time.monotonic() > deadline:
                 print(f"agent: timed out after {args['timeout']:.0f} s; command killed", file=sys.stderr, flush=True)
                 return EXIT_TIMEOUT
             time.sleep(0.05)
         ok = proc.returncode == 0
+        if not ok:
+            print(f"agent: command exited with {proc.returncode}", file=sys.stderr, flush=True)
         return proc.returncode
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         if proc is not None:
             _kill_group(proc.pid, grace=0.0 if proc.poll() is not None else 3.0)  # none of its group outlives it
+        _kill_children()
         if not ok:
             shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -289,16 +345,20 @@ def _main_exit(argv):
     try:
         code = main(argv)
     except SystemExit as exc:
-        if not isinstance(exc.code, int):
+        if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
-        code = exc.code if isinstance(exc.code, int) else 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:  # noqa: BLE001 - reported, then the same hard exit
         print(f"agent: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1
     # The stdin watcher of `run` blocks in read(): leave without waiting for it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code if code >= 0 else 128 - code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    code = 128 - code if code < 0 else code  # a command killed by signal N: 128 + N, as shells report it
+    os._exit(min(code, 255))
 
 
 if __name__ == "__main__":

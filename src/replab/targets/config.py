@@ -36,7 +36,7 @@ class LocalTarget(Strict):
 class SshTarget(Strict):
     kind: Literal["ssh"]
     host: str = Field(pattern=_HOST, description="address or ssh host alias")
-    port: int = Field(default=22, ge=1, le=65535, description="Termux's sshd listens on 8022")
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: ssh's (22, or ~/.ssh/config's)")
     user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
     identity_file: str | None = Field(default=None, description="private key (default: ssh's own choice)")
     known_hosts: str | None = Field(default=None, description="known_hosts file (default: ~/.ssh/known_hosts)")
@@ -45,7 +45,9 @@ class SshTarget(Strict):
     connect_timeout_s: float = Field(default=10, gt=0)
     run_timeout_s: float = Field(default=3600, gt=0)
     address: str | None = Field(
-        default=None, pattern=_HOST, description="the address other ranks reach it at (default: host)"
+        default=None,
+        pattern=_HOST,
+        description="the address other ranks reach (default: host; set it if host is an alias)",
     )
     gloo_ifname: str | None = Field(default=None, description="GLOO_SOCKET_IFNAME on the target (eth0, wlan0)")
     link_mbit: float = Field(default=100, gt=0, description="its link rate for the planner (stated, not measured)")

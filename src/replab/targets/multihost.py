@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..edge.pipeline import PipelineConfig
 from . import check as checks
-from .config import SshTarget, TargetError
+from .config import LocalTarget, SshTarget, TargetError
 from .remote import Remote
 
 
@@ -35,10 +35,13 @@ def launch(
     world = len(config.starts)
     if len(remotes) != world:
         raise TargetError(f"{world} pipeline stages need {world} targets, got {len(remotes)}")
-    kinds = {isinstance(r.target, SshTarget) for r in remotes}
-    if kinds == {True, False}:
-        # 127.0.0.1 (the local agent's address) would be each remote rank's own loopback.
-        raise TargetError("a multi-host run takes ssh targets only (or only `local`): give this machine an ssh entry")
+    kinds = {type(r.target) for r in remotes}
+    if kinds not in ({SshTarget}, {LocalTarget}):
+        # 127.0.0.1 would be each remote (or namespaced) rank's own loopback.
+        raise TargetError(
+            "a multi-host run takes ssh targets only (or only `local`): give this machine an ssh entry; emulated "
+            "devices run the pipeline through the AccEPT notebook's emulated cluster"
+        )
     checks.require([checks.check(r.name, r.target, pipeline=True) for r in remotes])
     port = int(remotes[0].call("freeport").decode().strip())
     master = rendezvous_address(remotes[0])
@@ -54,8 +57,15 @@ def launch(
 
         def rank_main(rank: int) -> None:
             remote = remotes[rank]
-            log = open(folder / f"rank{rank}.log", "w")  # noqa: SIM115 - closed below, written from callbacks
             shown = remote.on_line
+            try:
+                log = open(folder / f"rank{rank}.log", "w")  # noqa: SIM115 - closed below, written from callbacks
+            except OSError as exc:
+                errors[rank] = exc
+                failed_order.append(rank)
+                for other in remotes:
+                    other.cancelled.set()
+                return
 
             def on_line(line: str) -> None:
                 log.write(line + "\n")
@@ -91,21 +101,25 @@ def launch(
                 log.close()
 
         threads = [threading.Thread(target=rank_main, args=(r,), name=f"rank{r}") for r in range(world)]
+        started: list[threading.Thread] = []
         try:
             for t in threads:
                 t.start()
-            for t in threads:
+                started.append(t)
+            for t in started:
                 t.join()
-        except BaseException:
+        except BaseException:  # Ctrl-C: stop every rank there before leaving
             for r in remotes:
                 r.cancelled.set()
-            for t in threads:
+            for t in started:
                 t.join()
             raise
         finally:
             for r in remotes:
                 r.cancelled.clear()
     if failed_order:
+        # The rank whose failure was seen first (ranks are polled every 50 ms): usually the cause, the others
+        # failing because it went away.
         rank = failed_order[0]
         exc = errors[rank]
         raise TargetError(f"pipeline rank {rank} on {remotes[rank].name} failed first: {exc}") from exc

@@ -128,21 +128,34 @@ class Remote:
         tail = "\n".join(stderr.strip().splitlines()[-15:])
         return TargetError(f"target {self.name}: {what} failed (exit {returncode})" + (f":\n{tail}" if tail else ""))
 
-    def call(self, op: str, args: dict | None = None, stdin: bytes | Path | None = None, timeout: float = 120):
-        """One agent operation; returns its stdout (bytes)."""
+    def call(
+        self,
+        op: str,
+        args: dict | None = None,
+        stdin: bytes | Path | None = None,
+        timeout: float = 120,
+        stdout: Path | None = None,
+    ) -> bytes:
+        """One agent operation; returns its stdout (bytes), or writes it to ``stdout`` (a file) instead."""
         argv = self.agent_argv(op, args or {})
         limit = timeout + (self.target.connect_timeout_s if self.is_ssh else 0)
-        try:
-            if isinstance(stdin, Path):
-                with open(stdin, "rb") as f:
-                    proc = subprocess.run(argv, stdin=f, capture_output=True, timeout=limit)
-            else:
-                proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=limit)
-        except subprocess.TimeoutExpired:
-            raise TargetError(f"target {self.name}: `{op}` got no answer within {limit:.0f} s") from None
+        with contextlib.ExitStack() as files:
+            source = files.enter_context(open(stdin, "rb")) if isinstance(stdin, Path) else subprocess.PIPE
+            sink = files.enter_context(open(stdout, "wb")) if stdout is not None else subprocess.PIPE
+            try:
+                proc = subprocess.run(
+                    argv,
+                    input=None if isinstance(stdin, Path) else (stdin or b""),
+                    stdin=source if isinstance(stdin, Path) else None,
+                    stdout=sink,
+                    stderr=subprocess.PIPE,
+                    timeout=limit,
+                )
+            except subprocess.TimeoutExpired:
+                raise TargetError(f"target {self.name}: `{op}` got no answer within {limit:.0f} s") from None
         if proc.returncode != 0:
             raise self.failure(proc.returncode, proc.stderr.decode(errors="replace"), f"`{op}`")
-        return proc.stdout
+        return proc.stdout or b""
 
     # -- what the CLI offers -------------------------------------------------------------------------------
     def probe(self, timeout: float = 60) -> dict:
@@ -159,7 +172,8 @@ class Remote:
             manifest_file.write_text(json.dumps(manifest, sort_keys=True))
             manifest_hash = _sha256(manifest_file)
             wanted = "".join(f"{h}\n" for h in sorted({*by_hash, manifest_hash})).encode()
-            missing = self.call("missing", stdin=wanted).decode().split()
+            # Only hashes we asked about (a chatty login script could add lines to the reply).
+            missing = sorted(set(self.call("missing", stdin=wanted).decode().split()) & {*by_hash, manifest_hash})
             sent = [h for h in missing if h != manifest_hash]
             payload = sum(by_hash[h].stat().st_size for h in sent)
             wire = 0
@@ -187,6 +201,10 @@ class Remote:
         failure, having left no output in place."""
         if not argv or not all(isinstance(a, str) for a in argv):
             raise TargetError("the command must be a non-empty list of strings")
+        for rel in [*(inputs or {}), *(outputs or {})]:
+            parts = Path(rel).parts
+            if not parts or Path(rel).is_absolute() or ".." in parts:
+                raise TargetError(f"{rel}: inputs and outputs are relative paths inside the run folder")
         timeout = float(timeout or self.target.run_timeout_s)
         began = time.perf_counter()
         manifest, shipped = self.ship({**code_files(), **(inputs or {})})
@@ -203,7 +221,11 @@ class Remote:
         with self._device() as prefix:
             tail = self._stream(self.agent_argv("run", args, prefix), timeout, run_id)
         if outputs:
-            fetched = self._fetch(run_id, outputs)
+            try:
+                fetched = self._fetch(run_id, outputs)
+            except BaseException:
+                self._clean_quietly(run_id)  # interrupted before the fetch removed the run there
+                raise
         else:
             fetched = {}
             self._clean_quietly(run_id)
@@ -277,11 +299,15 @@ class Remote:
             if proc.poll() is None:  # interrupted, cancelled or timed out here: drop the connection
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                # The agent needs its grace period (3 s) to stop the command's group; only then force it.
+                for stop in (None, proc.terminate, proc.kill):
+                    if stop is not None:
+                        stop()
+                    try:
+                        proc.wait(timeout=10 if stop is None else 5)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
                 if reason is None:  # an exception (Ctrl-C) is on its way up; make sure nothing stays there
                     self._clean_quietly(run_id)
             for r in readers:
@@ -292,13 +318,18 @@ class Remote:
         if reason is not None:
             self._clean_quietly(run_id)
             raise TargetError(f"target {self.name}: {reason}; the remote command was stopped")
-        if code == AGENT_EXIT_TIMEOUT and "agent: timed out" in stderr:
+        # The agent's own lines on stderr say what happened; an exit code alone could be the command's.
+        if "agent: timed out" in stderr:
             raise TargetError(f"target {self.name}: timed out after {timeout:.0f} s; the remote command was killed")
-        if code == AGENT_EXIT_VANISHED:
+        if "agent: caller gone" in stderr:
             raise TargetError(
                 f"target {self.name}: the connection went silent for {self.heartbeat_timeout_s:.0f} s; "
                 "the remote command was killed"
             )
+        if "agent: command exited with" in stderr:
+            message = "\n".join(line for line in stderr.splitlines() if not line.startswith("agent: command exited"))
+            tail = "\n".join((message.strip() or _tail(out_tail)).splitlines()[-15:])
+            raise TargetError(f"target {self.name}: the command failed (exit {code})" + (f":\n{tail}" if tail else ""))
         if code != 0:
             message = stderr if stderr.strip() else _tail(out_tail)
             raise self.failure(code, message, "the command")
@@ -312,12 +343,11 @@ class Remote:
 
     def _fetch(self, run_id: str, outputs: dict[str, Path]) -> dict[str, Path]:
         """Bring the outputs back: unpack beside each destination, then rename all into place."""
-        data = self.call("fetch", {"run_id": run_id, "outputs": list(outputs)}, timeout=600)
         staged: list[tuple[Path, Path]] = []
         try:
             with tempfile.TemporaryDirectory(prefix="replab-fetch-") as tmp:
                 bundle = Path(tmp) / "outputs.tar"
-                bundle.write_bytes(data)
+                self.call("fetch", {"run_id": run_id, "outputs": list(outputs)}, timeout=600, stdout=bundle)
                 unpacked = Path(tmp) / "out"
                 with tarfile.open(bundle) as tar:
                     tar.extractall(unpacked, filter="data")

@@ -38,7 +38,7 @@ def argv(target: SshTarget, remote_argv: list[str]) -> list[str]:
         options["UserKnownHostsFile"] = str(Path(target.known_hosts).expanduser())
     if target.identity_file:
         options["IdentitiesOnly"] = "yes"
-    out = [ssh_binary(), "-T", "-p", str(target.port)]
+    out = [ssh_binary(), "-T", *(["-p", str(target.port)] if target.port else [])]
     for key, value in options.items():
         out += ["-o", f"{key}={value}"]
     if target.identity_file:
@@ -48,13 +48,13 @@ def argv(target: SshTarget, remote_argv: list[str]) -> list[str]:
 
 def keyscan_line(target: SshTarget) -> str:
     known = target.known_hosts or "~/.ssh/known_hosts"
-    port = f"-p {target.port} " if target.port != 22 else ""
+    port = f"-p {target.port} " if target.port and target.port != 22 else ""
     return f"ssh-keyscan {port}{target.host} >> {known}"
 
 
 def explain(name: str, target: SshTarget, stderr: str) -> str:
     """One message for an ssh-level failure (exit 255): what happened and what to do."""
-    where = f"{target.destination}:{target.port}"
+    where = f"{target.destination}:{target.port or 22}"
     text = stderr.strip()
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "Host key for" in text and "has changed" in text:
         return (
