@@ -20,6 +20,13 @@ from .hosts import free_port, keygen
 QUICK = 30  # seconds: every failure below must be reported within this (a few ssh connections on a loaded CI)
 
 
+def tiny_pipeline(**kw):
+    from replab.edge.pipeline import PipelineConfig
+
+    model = dict(n_blocks=3, d_model=32, n_heads=2, vocab=32, seq_len=16)
+    return PipelineConfig(**{"batch": 8, "n_microbatches": 2, "model": model, **kw})
+
+
 def remote(host, tmp_path, **overrides) -> Remote:
     return Remote("loop", host.target(tmp_path / "remote-work", **overrides), on_line=lambda line: None)
 
@@ -323,19 +330,13 @@ def test_ssh_gets_one_quoted_command_and_strict_host_keys():
 def test_two_hosts_in_namespaces_train_the_pipeline_like_one_process(user_key, tmp_path):
     """Rank r runs over ssh on host r (its own network namespace, a 100 Mbit/s tbf-shaped link), gloo's
     rendezvous on the first host's address; fp32 boundaries, so the losses equal one process's."""
-    from replab.edge.pipeline import PipelineConfig, single_process_losses
+    from replab.edge.pipeline import single_process_losses
     from replab.targets.multihost import launch
 
     from .hosts import namespace_hosts, require_sshd
 
     require_sshd()
-    cfg = PipelineConfig(
-        starts=[0, 3],
-        steps=4,
-        batch=8,
-        n_microbatches=2,
-        model=dict(n_blocks=3, d_model=32, n_heads=2, vocab=32, seq_len=16),
-    )
+    cfg = tiny_pipeline(starts=[0, 3], steps=4)
     with namespace_hosts(tmp_path / "hosts", user_key, n=2, rate_mbit=100) as hosts:
         remotes = [
             Remote(f"h{i}", h.target(tmp_path / f"work{i}", gloo_ifname=h.gloo_ifname), on_line=lambda line: None)
@@ -350,16 +351,9 @@ def test_two_hosts_in_namespaces_train_the_pipeline_like_one_process(user_key, t
 def test_the_first_failing_rank_stops_the_others_and_is_named(loopback_host, tmp_path):
     """Rank 1 cannot open its gloo socket (no such interface): rank 0, waiting at the rendezvous, is stopped
     there and the error names rank 1."""
-    from replab.edge.pipeline import PipelineConfig
     from replab.targets.multihost import launch
 
-    cfg = PipelineConfig(
-        starts=[0, 2],
-        steps=2,
-        batch=4,
-        n_microbatches=2,
-        model=dict(n_blocks=2, d_model=16, n_heads=2, vocab=16, seq_len=8),
-    )
+    cfg = tiny_pipeline(starts=[0, 2], steps=2)
     good = Remote("a", loopback_host.target(tmp_path / "wa"), on_line=lambda line: None)
     bad = Remote("b", loopback_host.target(tmp_path / "wb", gloo_ifname="nosuchif0"), on_line=lambda line: None)
     began = time.monotonic()
