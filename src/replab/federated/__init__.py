@@ -1,0 +1,1 @@
+"""FeDeRA: federated fine-tuning with SVD-initialised (PiSSA) LoRA, on Flower and PEFT."""
