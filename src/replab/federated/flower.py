@@ -1,0 +1,278 @@
+"""The Flower apps: a ServerApp (FedAvg over the trainable state: adapters + classifier head) and a ClientApp
+(fixed local steps on its partition), run in-process with ``flwr.simulation.run_simulation`` or deployed
+with ``flower-superlink`` / ``flower-supernode`` (the same apps).
+
+Everything a client needs to rebuild the experiment travels in the messages: the run's :class:`Spec` as JSON in
+the train config, and, in round 1 only, the round-0 adapter (A0, B0, head) from which every client derives the
+same frozen residual (no client runs an SVD). Per round the server records accuracy (validation and test,
+central evaluation), the clients' training time, aggregation time, the bytes each client downloads and
+uploads (Flower's serialised arrays), and the error of averaging LoRA's factors instead of their product.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import methods as M
+from .aggregate import factor_averaging_error, message_bytes
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One federated run; JSON-serialisable (it rides in every train message)."""
+
+    method: str
+    model: str | dict  # a checkpoint path / cached id, or a transformers config dict (tiny random tests)
+    tokenizer: str  # a tokenizer path (the packaged MiniLM's for tiny models)
+    data_root: str = "data"
+    n_classes: int = 8
+    per_class: int = 300
+    n_clients: int = 8
+    alpha: float = 0.5
+    seed: int = 0
+    r: int = 8
+    lora_alpha: int = 8
+    pissa_niter: int = 4
+    lr: float = 5e-4
+    local_steps: int = 10
+    batch_size: int = 16
+    max_len: int = 32
+
+    def __post_init__(self):
+        for name in ("tokenizer", "data_root"):  # paths arrive as Path objects too
+            object.__setattr__(self, name, str(getattr(self, name)))
+        if not isinstance(self.model, dict):
+            object.__setattr__(self, "model", str(self.model))
+        if self.method not in M.METHODS:
+            raise ValueError(f"unknown method {self.method!r} (known: {', '.join(M.METHODS)})")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        for name in ("n_clients", "local_steps", "batch_size", "max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Spec:
+        return cls(**json.loads(text))
+
+    def model_source(self):
+        if isinstance(self.model, dict):
+            from transformers import AutoConfig
+
+            kwargs = dict(self.model)
+            return AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
+        return self.model
+
+    def lora(self) -> dict:
+        return dict(r=self.r, lora_alpha=self.lora_alpha, pissa_niter=self.pissa_niter)
+
+
+# -- data and models, cached per process (a simulation's workers serve many clients and rounds) --------------
+_CACHE: dict = {}
+
+
+def task(spec: Spec):
+    from .data import dirichlet_partitions, gloss_task
+
+    key = ("task", spec.data_root, spec.n_classes, spec.per_class, spec.seed, spec.n_clients, spec.alpha)
+    if key not in _CACHE:
+        t = gloss_task(Path(spec.data_root), spec.n_classes, spec.per_class, seed=spec.seed)
+        parts = dirichlet_partitions(t.train.label, spec.n_clients, spec.alpha, seed=spec.seed)
+        _CACHE[key] = (t, parts)
+    return _CACHE[key]
+
+
+def tokenizer(spec: Spec):
+    from transformers import AutoTokenizer
+
+    key = ("tok", spec.tokenizer)
+    if key not in _CACHE:
+        _CACHE[key] = AutoTokenizer.from_pretrained(spec.tokenizer)
+    return _CACHE[key]
+
+
+def encode(spec: Spec, texts: list[str]) -> dict[str, torch.Tensor]:
+    return tokenizer(spec)(texts, padding="max_length", truncation=True, max_length=spec.max_len, return_tensors="pt")
+
+
+@torch.no_grad()
+def accuracy(model, spec: Spec, texts: list[str], labels: np.ndarray, batch: int = 128) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(texts), batch):
+        enc = encode(spec, texts[i : i + batch])
+        pred = model(**enc).logits.argmax(-1).numpy()
+        correct += int((pred == labels[i : i + batch]).sum())
+    return correct / max(1, len(texts))
+
+
+def local_train(model, spec: Spec, idx: np.ndarray, server_round: int, partition: int) -> tuple[int, float, float]:
+    """``spec.local_steps`` AdamW steps on batches drawn from this client's samples; returns (samples, mean
+    loss, seconds)."""
+    t, _ = task(spec)
+    rng = np.random.default_rng([spec.seed, server_round, partition])
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=spec.lr)
+    model.train()
+    losses = []
+    began = time.perf_counter()
+    for _ in range(spec.local_steps):
+        pick = rng.choice(idx, size=min(spec.batch_size, len(idx)), replace=False)
+        enc = encode(spec, [t.train.text[i] for i in pick])
+        out = model(**enc, labels=torch.as_tensor(t.train.label[pick]))
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+        losses.append(float(out.loss.detach()))
+    return len(idx), float(np.mean(losses)), time.perf_counter() - began
+
+
+def client_model(spec: Spec, initial: dict[str, torch.Tensor] | None):
+    """This process's model for ``spec``, built once from the round-0 broadcast."""
+    key = ("model", spec.to_json())
+    if key not in _CACHE:
+        if initial is None:
+            raise RuntimeError("a client joined after round 1 without the round-0 adapter; it cannot build the model")
+        torch.manual_seed(spec.seed)
+        _CACHE[key] = M.client_model(
+            spec.model_source(), spec.n_classes, spec.method, initial, spec.seed, **spec.lora()
+        )
+    return _CACHE[key]
+
+
+# -- the apps -----------------------------------------------------------------------------------------------
+def _client_app():
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        spec = Spec.from_json(str(msg.content["config"]["spec"]))
+        server_round = int(msg.content["config"]["server-round"])
+        partition = int(context.node_config["partition-id"])
+        initial = msg.content.array_records.get("initial")
+        model = client_model(spec, initial.to_torch_state_dict() if initial is not None else None)
+        M.load_trainable(model, msg.content["arrays"].to_torch_state_dict())
+        _, parts = task(spec)
+        n, loss, seconds = local_train(model, spec, parts[partition], server_round, partition)
+        reply = RecordDict(
+            {
+                "arrays": ArrayRecord(M.trainable_state(model)),
+                "metrics": MetricRecord({"num-examples": n, "train-loss": loss, "train-s": seconds}),
+            }
+        )
+        return Message(content=reply, reply_to=msg)
+
+    return app
+
+
+client_app = _client_app()  # what `flower-supernode` and run_simulation load
+
+
+@dataclass
+class RoundLog:
+    rows: list[dict] = field(default_factory=list)
+
+
+def server_app(spec: Spec, num_rounds: int, log: RoundLog):
+    """A ServerApp for ``spec``: initialises the global model once (the SVD runs here), broadcasts it, runs
+    ``num_rounds`` of FedAvg and appends one row per round to ``log``."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+
+    app = ServerApp()
+
+    class RecordingFedAvg(FedAvg):
+        def __init__(self, initial: ArrayRecord, **kw):
+            super().__init__(**kw)
+            self.initial = initial
+            self.current: dict = {}
+
+        def configure_train(self, server_round, arrays, config, grid):
+            messages = list(super().configure_train(server_round, arrays, config, grid))
+            down = message_bytes(arrays.to_torch_state_dict())
+            if server_round == 1:  # the round-0 adapter, once: clients derive the frozen residual from it
+                for m in messages:
+                    m.content["initial"] = self.initial
+                down += message_bytes(self.initial.to_torch_state_dict())
+            self.current = {"round": server_round, "clients": len(messages), "download_bytes_per_client": down}
+            return messages
+
+        def aggregate_train(self, server_round, replies):
+            replies = list(replies)
+            states = [r.content["arrays"].to_torch_state_dict() for r in replies if r.has_content()]
+            metrics = [r.content["metrics"] for r in replies if r.has_content()]
+            weights = [float(m["num-examples"]) for m in metrics]
+            began = time.perf_counter()
+            out = super().aggregate_train(server_round, replies)
+            self.current.update(
+                aggregation_s=time.perf_counter() - began,
+                train_s_slowest=max(float(m["train-s"]) for m in metrics),
+                train_s_total=sum(float(m["train-s"]) for m in metrics),
+                train_loss=float(np.average([float(m["train-loss"]) for m in metrics], weights=weights)),
+                upload_bytes_per_client=message_bytes(states[0]),
+                factor_averaging_error=factor_averaging_error(states, weights) if M.adapter_pairs(states[0]) else 0.0,
+                replies=len(states),
+            )
+            return out
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        torch.manual_seed(spec.seed)
+        model = M.server_model(spec.model_source(), spec.n_classes, spec.method, spec.seed, **spec.lora())
+        initial = ArrayRecord(M.trainable_state(model))
+        t, _ = task(spec)
+
+        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+            M.load_trainable(model, arrays.to_torch_state_dict())
+            row = dict(strategy.current) if server_round > 0 else {"round": 0}
+            row["val_acc"] = accuracy(model, spec, t.validation.text, t.validation.label)
+            row["test_acc"] = accuracy(model, spec, t.test.text, t.test.label)
+            log.rows.append(row)
+            return MetricRecord({"val-acc": row["val_acc"], "test-acc": row["test_acc"]})
+
+        strategy = RecordingFedAvg(
+            initial,
+            fraction_evaluate=0.0,
+            min_train_nodes=spec.n_clients,
+            min_available_nodes=spec.n_clients,
+        )
+        strategy.start(
+            grid=grid,
+            initial_arrays=initial,
+            num_rounds=num_rounds,
+            train_config=ConfigRecord({"spec": spec.to_json()}),
+            evaluate_fn=evaluate,
+        )
+
+    return app
+
+
+def simulate(spec: Spec, num_rounds: int) -> list[dict]:
+    """``num_rounds`` of FedAvg with ``spec.n_clients`` simulated clients (Flower's Ray backend, one CPU per
+    client actor); returns the per-round rows (round 0: the initial model)."""
+    from flwr.simulation import run_simulation
+
+    log = RoundLog()
+    run_simulation(
+        server_app=server_app(spec, num_rounds, log),
+        client_app=client_app,
+        num_supernodes=spec.n_clients,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+    )
+    if len(log.rows) != num_rounds + 1:
+        raise RuntimeError(f"the simulation ended after {len(log.rows) - 1} of {num_rounds} rounds (see Flower's log)")
+    return log.rows
