@@ -121,6 +121,9 @@ def local_train(model, spec: Spec, idx: np.ndarray, server_round: int, partition
     loss, seconds)."""
     t, _ = task(spec)
     rng = np.random.default_rng([spec.seed, server_round, partition])
+    # Dropout too: seeded per (round, client), so a simulation and a deployment (a fresh process per message)
+    # train the same way.
+    torch.manual_seed(int(rng.integers(2**31)))
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=spec.lr)
     model.train()
@@ -138,7 +141,9 @@ def local_train(model, spec: Spec, idx: np.ndarray, server_round: int, partition
 
 
 def client_model(spec: Spec, initial: dict[str, torch.Tensor] | None):
-    """This process's model for ``spec``, built once from the round-0 broadcast."""
+    """This process's model for ``spec``, built once from the round-0 broadcast (a simulation's worker keeps
+    it across rounds; a deployed SuperNode starts a fresh process per message and rebuilds it from the
+    round-0 adapter kept in its node state)."""
     key = ("model", spec.to_json())
     if key not in _CACHE:
         if initial is None:
@@ -163,6 +168,10 @@ def _client_app():
         server_round = int(msg.content["config"]["server-round"])
         partition = int(context.node_config["partition-id"])
         initial = msg.content.array_records.get("initial")
+        if initial is not None:  # round 1: keep it in the node's state, which outlives this process
+            context.state["initial"] = initial
+        elif "initial" in context.state.array_records:
+            initial = context.state.array_records["initial"]
         model = client_model(spec, initial.to_torch_state_dict() if initial is not None else None)
         M.load_trainable(model, msg.content["arrays"].to_torch_state_dict())
         _, parts = task(spec)
@@ -186,14 +195,13 @@ class RoundLog:
     rows: list[dict] = field(default_factory=list)
 
 
-def server_app(spec: Spec, num_rounds: int, log: RoundLog):
-    """A ServerApp for ``spec``: initialises the global model once (the SVD runs here), broadcasts it, runs
-    ``num_rounds`` of FedAvg and appends one row per round to ``log``."""
-    from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
-    from flwr.serverapp import Grid, ServerApp
+def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = None, round_timeout: float = 3600):
+    """The server's side of a run (what both ServerApps call): initialise the global model once (the SVD
+    runs here), broadcast it, run ``num_rounds`` of FedAvg, and hand one row per round to ``on_row``.
+    ``min_clients`` (default: all) replies are enough for a round: a client that dies mid-round is dropped
+    from that round after ``round_timeout`` and the round is aggregated from the others."""
+    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
     from flwr.serverapp.strategy import FedAvg
-
-    app = ServerApp()
 
     class RecordingFedAvg(FedAvg):
         def __init__(self, initial: ArrayRecord, **kw):
@@ -213,8 +221,12 @@ def server_app(spec: Spec, num_rounds: int, log: RoundLog):
 
         def aggregate_train(self, server_round, replies):
             replies = list(replies)
-            states = [r.content["arrays"].to_torch_state_dict() for r in replies if r.has_content()]
-            metrics = [r.content["metrics"] for r in replies if r.has_content()]
+            ok = [r for r in replies if r.has_content()]
+            if not ok:
+                self.current.update(replies=0)
+                return super().aggregate_train(server_round, replies)
+            states = [r.content["arrays"].to_torch_state_dict() for r in ok]
+            metrics = [r.content["metrics"] for r in ok]
             weights = [float(m["num-examples"]) for m in metrics]
             began = time.perf_counter()
             out = super().aggregate_train(server_round, replies)
@@ -229,34 +241,47 @@ def server_app(spec: Spec, num_rounds: int, log: RoundLog):
             )
             return out
 
+    torch.manual_seed(spec.seed)
+    model = M.server_model(spec.model_source(), spec.n_classes, spec.method, spec.seed, **spec.lora())
+    initial = ArrayRecord(M.trainable_state(model))
+    t, _ = task(spec)
+
+    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        M.load_trainable(model, arrays.to_torch_state_dict())
+        row = dict(strategy.current) if server_round > 0 else {"round": 0}
+        row["val_acc"] = accuracy(model, spec, t.validation.text, t.validation.label)
+        row["test_acc"] = accuracy(model, spec, t.test.text, t.test.label)
+        on_row(row)
+        return MetricRecord({"val-acc": row["val_acc"], "test-acc": row["test_acc"]})
+
+    needed = spec.n_clients if min_clients is None else min_clients
+    strategy = RecordingFedAvg(
+        initial,
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=needed,
+        min_available_nodes=needed,
+    )
+    strategy.start(
+        grid=grid,
+        initial_arrays=initial,
+        num_rounds=num_rounds,
+        timeout=round_timeout,
+        train_config=ConfigRecord({"spec": spec.to_json()}),
+        evaluate_fn=evaluate,
+    )
+
+
+def server_app(spec: Spec, num_rounds: int, log: RoundLog):
+    """A ServerApp for ``spec`` in this process (the simulation's), appending rows to ``log``."""
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+
+    app = ServerApp()
+
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        torch.manual_seed(spec.seed)
-        model = M.server_model(spec.model_source(), spec.n_classes, spec.method, spec.seed, **spec.lora())
-        initial = ArrayRecord(M.trainable_state(model))
-        t, _ = task(spec)
-
-        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-            M.load_trainable(model, arrays.to_torch_state_dict())
-            row = dict(strategy.current) if server_round > 0 else {"round": 0}
-            row["val_acc"] = accuracy(model, spec, t.validation.text, t.validation.label)
-            row["test_acc"] = accuracy(model, spec, t.test.text, t.test.label)
-            log.rows.append(row)
-            return MetricRecord({"val-acc": row["val_acc"], "test-acc": row["test_acc"]})
-
-        strategy = RecordingFedAvg(
-            initial,
-            fraction_evaluate=0.0,
-            min_train_nodes=spec.n_clients,
-            min_available_nodes=spec.n_clients,
-        )
-        strategy.start(
-            grid=grid,
-            initial_arrays=initial,
-            num_rounds=num_rounds,
-            train_config=ConfigRecord({"spec": spec.to_json()}),
-            evaluate_fn=evaluate,
-        )
+        serve(grid, spec, num_rounds, log.rows.append)
 
     return app
 
