@@ -49,6 +49,8 @@ EDGE_ACCEPT = (
 
 # FeDeRA's stage modules of the federated package.
 FEDERA_STAGE = ("__init__", "params", "headline", "experiment", "flower", "methods", "data", "aggregate")
+# Library modules no stage runs (deployment on real devices): changing them cannot change a stage's results.
+OUTSIDE_STAGES = ("federated/deploy.py", "federated/supernode.py")
 
 
 @dataclass(frozen=True)
