@@ -155,9 +155,7 @@ PAPERS: dict[str, Paper] = {
             # The stage's modules (deployment and SSH SuperNodes do not make it stale).
             code=tuple(f"federated/{m}.py" for m in FEDERA_STAGE),
             data=("wordnet",),
-            plots=(
-                Plot("accuracy", "round", ("federa", "lora", "olora", "fft"), "Test accuracy per round (seed 0)"),
-            ),
+            plots=(Plot("accuracy", "round", ("federa", "lora", "olora", "fft"), "Test accuracy per round (seed 0)"),),
             key_figure="accuracy_vs_rounds",
         ),
     ]
