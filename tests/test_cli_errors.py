@@ -65,10 +65,34 @@ CASES = [
         lambda p, t: ["params", "check", p(_set("accept.unseen_profile", "dev-nope"))],
         "accept.unseen_profile: no profile 'dev-nope' in profiles/",
     ),
-    ("unknown paper", lambda p, t: ["stage", "nosuch"], "unknown paper 'nosuch'; known: accept, pac, schrodinger_pca"),
+    (
+        "unknown paper",
+        lambda p, t: ["stage", "nosuch"],
+        "unknown paper 'nosuch'; known: accept, federa, pac, schrodinger_pca",
+    ),
     ("stage, missing params", lambda p, t: ["stage", "pac", "--params", str(t / "nope.yaml")], "nope.yaml: not found"),
     ("stage, wrong type", lambda p, t: ["stage", "pac", "--params", p(_set("pac.dpac_lr", "fast"))], "pac.dpac_lr"),
     ("unknown subcommand", lambda p, t: ["frobnicate"], "invalid choice: 'frobnicate'"),
+    (
+        "federa, unknown method",
+        lambda p, t: ["params", "check", p(_set("federa.methods", ["federa", "lora", "fft", "dora"]))],
+        "unknown methods ['dora']",
+    ),
+    (
+        "federa, alpha not positive",
+        lambda p, t: ["params", "check", p(_set("federa.headline_alpha", 0))],
+        "federa.headline_alpha: Input should be greater than 0",
+    ),
+    (
+        "federation of one",
+        lambda p, t: ["federated", "deploy", "--local", "1", "--out", str(t / "rows.json")],
+        "a federation needs at least 2 SuperNodes",
+    ),
+    (
+        "federation, unknown target",
+        lambda p, t: ["federated", "deploy", "--targets", "nosuch", "--local", "1", "--out", str(t / "rows.json")],
+        "nosuch",
+    ),
     ("strip, missing file", lambda p, t: ["notebook", "strip", str(t / "none.ipynb")], "none.ipynb: not found"),
     (
         "strip, corrupt file",
@@ -142,4 +166,4 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
         [sys.executable, "-m", "replab.cli", "stage", "nosuch"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "replab: error: unknown paper 'nosuch'; known: accept, pac, schrodinger_pca"
+    assert proc.stderr.strip() == "replab: error: unknown paper 'nosuch'; known: accept, federa, pac, schrodinger_pca"

@@ -171,9 +171,12 @@ def design_of(p: dict) -> Design:
 
 def run_study(p: dict, data_root, quiet: bool = True) -> tuple[Runs, Design]:
     """Every run of the stage in one Flower simulation, with a progress bar over rounds."""
+    from transformers.utils import logging as hf_logging
+
     from ..progress import tqdm
     from .flower import simulate
 
+    hf_logging.disable_progress_bar()  # one bar per model load would fill the notebook; ours counts the rounds
     design, runs = design_of(p), Runs()
     bar = tqdm(total=design.n_runs() * (p["rounds"] + 1), desc="federated rounds", unit="round")
 
@@ -238,4 +241,22 @@ def communication_table(runs: Runs, design: Design) -> list[dict]:
                 "factor error vs BA": float(np.median([r["factor_error_vs_product"] for r in trained])),
             }
         )
+    return table
+
+
+def target_table(runs: Runs, design: Design, level: float, link_mbit: float) -> list[dict]:
+    """Per method (headline alpha, first seed, chosen rate): rounds and time to ``level``, on compute alone and
+    with the links, and the reduction against FFT's time (1 - method / FFT; nan where either never reached it)."""
+    chosen = runs.chosen(design)
+    table = []
+    fft = runs.get("fft", design.headline_alpha, design.first_seed, chosen["fft"])
+    for m in design.methods:
+        rows = runs.get(m, design.headline_alpha, design.first_seed, chosen[m])
+        row = {"method": m, "lr": f"{chosen[m]:g}", "best val acc": best_validation(rows)["val_acc"],
+               "rounds to target": rounds_to_target(rows, level)}  # fmt: skip
+        for name, link in (("compute", None), ("with links", link_mbit)):
+            t = time_to_target(rows, level, link)
+            row[f"time to target s ({name})"] = t
+            row[f"reduction vs FFT ({name})"] = 1 - ratio(t, time_to_target(fft, level, link))
+        table.append(row)
     return table
