@@ -92,3 +92,13 @@ def test_the_headline_misses_when_federa_is_slow_or_worse_and_never_hides_a_miss
     assert results.get("time_to_target_ratio_vs_fft").verdict == "missed"  # FeDeRA never reached it
     assert results.get("accuracy_gap_to_fft").verdict == "missed"
     assert results.get("accuracy_gain_over_lora").verdict == "missed"
+
+
+def test_one_seed_that_never_reaches_the_target_makes_the_time_claim_a_miss():
+    runs, design = fake_runs([0.1, 0.75, 0.8], [0.1, 0.5, 0.6, 0.75, 0.81], [0.1, 0.3, 0.5])
+    for row in runs.get("federa", 0.5, 2, 1e-3)[1:]:
+        row["val_acc"] = 0.6  # seed 2 never gets there; seeds 0 and 1 are fast
+    results = claims_of(runs, design)
+    ratio = results.get("time_to_target_ratio_vs_fft")
+    assert ratio.verdict == "missed" and "2 of 3 seeds reached" in ratio.reason
+    assert results.get("rounds_to_target_federa").ours is None

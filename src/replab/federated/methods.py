@@ -103,6 +103,27 @@ def client_model(source, num_labels: int, method: str, initial_state: dict[str, 
     return model
 
 
+def fresh_parameters(source, num_labels: int, model: nn.Module) -> set[str] | None:
+    """Names of ``model``'s trainable parameters that a client cannot load from the pretrained checkpoint
+    ``source`` (the new classifier head; LoRA's factors): what the round-0 broadcast must carry. None for a
+    model built from a config (random weights: clients have no checkpoint, so they get every trainable
+    parameter)."""
+    from transformers import AutoModelForSequenceClassification, PretrainedConfig
+
+    if isinstance(source, PretrainedConfig):
+        return None
+    _, info = AutoModelForSequenceClassification.from_pretrained(
+        str(source), num_labels=num_labels, output_loading_info=True
+    )
+    missing = set(info["missing_keys"])  # the head: not in the checkpoint
+
+    def plain(name: str) -> str:  # PEFT's name of a layer -> the checkpoint's
+        return name.replace("base_model.model.", "", 1).replace(".modules_to_save.default", "")
+
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    return {n for n in trainable if "lora_" in n or plain(n) in missing}
+
+
 def lora_layers(model: nn.Module):
     """(name, layer) of every LoRA-wrapped linear layer."""
     from peft.tuners.lora import LoraLayer
