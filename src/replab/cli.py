@@ -212,9 +212,10 @@ def _federated_deploy(args) -> int:
         lr=args.lr or p["lr_grid"][0],
     )  # fmt: skip
     out = Path(args.out).resolve()
+    min_clients = max(1, n - 1) if args.min_clients is None else args.min_clients
     with tempfile.TemporaryDirectory(prefix="replab-federation-") as tmp:
         folder = Path(args.log_dir) if args.log_dir else Path(tmp)
-        app = write_app(folder / "app", spec, args.rounds, out, args.min_clients, args.round_timeout)
+        app = write_app(folder / "app", spec, args.rounds, out, min_clients, args.round_timeout)
         with LoopbackFederation(folder, args.local, remotes, host=args.host, advertise=args.advertise) as fed:
             done = fed.run(app, timeout=args.round_timeout * (args.rounds + 1) + 600)
         if done.returncode != 0:
@@ -315,8 +316,15 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--rounds", type=int, default=3)
     deploy.add_argument("--alpha", type=float, help="Dirichlet alpha (default: federa.headline_alpha)")
     deploy.add_argument("--lr", type=float, help="learning rate (default: the grid's first)")
-    deploy.add_argument("--min-clients", type=int, default=0, help="replies a round needs (0: every node)")
-    deploy.add_argument("--round-timeout", type=float, default=600, help="seconds a round waits for replies")
+    deploy.add_argument(
+        "--min-clients",
+        type=int,
+        help="SuperNodes that must be connected to start a round (default: all but one, so one dead node does "
+        "not stall the run; 0: all)",
+    )
+    deploy.add_argument(
+        "--round-timeout", type=float, default=600, help="seconds a round waits for replies (then aggregates those)"
+    )
     deploy.add_argument("--host", default="127.0.0.1", help="where the SuperLink listens")
     deploy.add_argument("--advertise", default="127.0.0.1", help="the SuperLink's address as targets see it")
     deploy.add_argument("--log-dir", help="keep the SuperLink's and SuperNodes' logs here")
