@@ -233,8 +233,9 @@ client_app = _client_app()  # what `flower-supernode` and run_simulation load
 def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = None, round_timeout: float = 3600):
     """The server's side of a run (what both ServerApps call): initialise the global model once (the SVD
     runs here), broadcast it, run ``num_rounds`` of FedAvg, and hand one row per round to ``on_row``.
-    ``min_clients`` (default: all) replies are enough for a round: a client that dies mid-round is dropped
-    from that round after ``round_timeout`` and the round is aggregated from the others."""
+    ``min_clients`` (default: all) connected nodes are needed to start a round; a round waits at most
+    ``round_timeout`` for replies and FedAvg aggregates those that arrived (a client that dies mid-round is
+    dropped)."""
     from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
     from flwr.serverapp.strategy import FedAvg
 
