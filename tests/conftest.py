@@ -1,10 +1,16 @@
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# A shell's background job starts with SIGINT ignored, and children inherit that: restore Python's handler so
+# the Ctrl-C tests' subprocesses see KeyboardInterrupt however the suite was launched.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Triton kernels run on CPU tensors under its interpreter; set before anything imports triton.
 if shutil.which("nvidia-smi") is None:

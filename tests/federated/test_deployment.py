@@ -31,10 +31,10 @@ def group_members(pgid: int) -> list[int]:
 def test_local_and_ssh_supernodes_survive_a_node_killed_mid_round_and_stop_cleanly(tmp_path, loopback_host):
     rounds = tmp_path / "rounds.json"
     # The data path is relative (the target gets the data in its run folder; the model is resolved there by
-    # name). Two connected nodes are enough to start a round; a round waits at most 60 s for replies (a tiny
+    # name). Two connected nodes are enough to start a round; a round waits at most 45 s for replies (a tiny
     # client round: 5-20 s), then aggregates those it has.
     spec = tiny_spec(n_clients=3, data_root="data")
-    app = write_app(tmp_path / "app", spec, 2, rounds, min_clients=2, round_timeout=60)
+    app = write_app(tmp_path / "app", spec, 2, rounds, min_clients=2, round_timeout=45)
     remote = Remote("device", loopback_host.target(tmp_path / "device"))
     with LoopbackFederation(tmp_path / "fed", n=2, remotes=[remote], cwd=ROOT) as fed:
         run = fed.submit(app)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -322,6 +324,10 @@ def serve(grid, spec: Spec, num_rounds: int, on_row, min_clients: int | None = N
     )
 
 
+def threading_main() -> bool:
+    return threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+
+
 Plan = Iterable[Spec]  # runs, consumed lazily: a later run may depend on the rows of earlier ones
 OnRow = Callable[[Spec, dict], None]
 
@@ -384,6 +390,10 @@ def simulate(
     failures: list[BaseException] = []
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
+    # Flower installs its own exit handlers for these signals: give the caller (a notebook kernel, a test
+    # session) its own back afterwards.
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT) if threading_main()]
+    handlers = {s: signal.getsignal(s) for s in signals}
     if quiet:
         flwr_logger.setLevel(logging.WARNING)
     try:
@@ -398,6 +408,9 @@ def simulate(
         )
     finally:
         flwr_logger.setLevel(level)
+        for s, handler in handlers.items():
+            if handler is not None:
+                signal.signal(s, handler)
     if failures:
         raise failures[0]
     short = [spec for spec, r in rows.values() if len(r) != num_rounds + 1]
