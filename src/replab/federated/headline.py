@@ -179,24 +179,19 @@ def headline(
                 spread=_spread(acc),
             )
         )
-    rounds = [_median(list(_by_seed(per_seed, m, "rounds_to_target"))) for m in ("federa", "fft")]
+    for method, name, role in (("federa", "FeDeRA", "paper"), ("fft", "FFT", "baseline")):
+        rounds = _median(list(_by_seed(per_seed, method, "rounds_to_target")))
+        claims.append(
+            claim(
+                f"rounds_to_target_{method}",
+                f"rounds {name} needs to reach {reached}; median, {where}",
+                rounds,
+                scale=text,
+                method=role,
+                reason="" if math.isfinite(rounds) else unreached,
+            )
+        )
     claims += [
-        claim(
-            "rounds_to_target_federa",
-            f"rounds FeDeRA needs to reach {reached}; median, {where}",
-            rounds[0],
-            scale=text,
-            method="paper",
-            reason="" if math.isfinite(rounds[0]) else unreached,
-        ),
-        claim(
-            "rounds_to_target_fft",
-            f"rounds FFT needs to reach {reached}; median, {where}",
-            rounds[1],
-            scale=text,
-            method="baseline",
-            reason="" if math.isfinite(rounds[1]) else unreached,
-        ),
         claim(
             "trainable_share_federa",
             "FeDeRA's trainable share of the model's parameters (adapters + classifier head)",
