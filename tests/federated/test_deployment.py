@@ -31,10 +31,12 @@ def group_members(pgid: int) -> list[int]:
 def test_local_and_ssh_supernodes_survive_a_node_killed_mid_round_and_stop_cleanly(tmp_path, loopback_host):
     rounds = tmp_path / "rounds.json"
     # The data path is relative (the target gets the data in its run folder; the model is resolved there by
-    # name). Two connected nodes are enough to start a round; a round waits at most 45 s for replies (a tiny
-    # client round: 5-20 s), then aggregates those it has.
+    # name). Two connected nodes are enough to start a round. The SuperLink marks the killed node offline at
+    # most 60 s after its last heartbeat (two missed 30 s beats) and answers its message with an error, which
+    # ends round 1; the timeout is longer than that, so round 2 always starts after the node is seen offline
+    # (with a shorter one, whether round 2 sampled it depended on when its last heartbeat happened).
     spec = tiny_spec(n_clients=3, data_root="data")
-    app = write_app(tmp_path / "app", spec, 2, rounds, min_clients=2, round_timeout=45)
+    app = write_app(tmp_path / "app", spec, 2, rounds, min_clients=2, round_timeout=150)
     remote = Remote("device", loopback_host.target(tmp_path / "device"))
     with LoopbackFederation(tmp_path / "fed", n=2, remotes=[remote], cwd=ROOT) as fed:
         run = fed.submit(app)
@@ -45,7 +47,10 @@ def test_local_and_ssh_supernodes_survive_a_node_killed_mid_round_and_stop_clean
             time.sleep(0.2)
         assert len(group_members(victim.pid)) >= 2, "the SuperNode never started its ClientApp"
         os.killpg(victim.pid, signal.SIGKILL)
+        killed = time.monotonic()
         stdout, stderr = run.communicate(timeout=400)
+        # Offline detection (<= 60 s) plus round 2 ends well before round 1's timeout alone would (>= 130 s).
+        assert time.monotonic() - killed < 120, "round 1 ended by its timeout, not by the node going offline"
         assert run.returncode == 0, stdout[-2000:] + stderr[-2000:]
         survivors = [fed.link, fed.nodes[0]]
         assert all(p.poll() is None for p in survivors) and fed.remote_threads[0].is_alive()
