@@ -10,11 +10,12 @@ APT_CHECK := /usr/share/wordnet/data.noun
 KERNEL_STAMP := $(VENV)/share/jupyter/kernels/replab/kernel.json
 ASSETS_STAMP := $(VENV)/share/replab/mathjax-3.2.2/tex-svg-full.js
 
-.PHONY: setup system-deps kernels data repro test lint bench lab report push clean help
+.PHONY: setup system-deps kernels data repro test test-exhaustive lint bench lab report push clean help
 help:
 	@echo "make repro  - set up everything, run the pipeline (laptop profile), print the report's path"
 	@echo "              make repro PAPERS=\"pac accept\" runs those papers' stages (and what they depend on)"
 	@echo "make test   - set up everything, run the test suite;  make lint - ruff check + ruff format --check"
+	@echo "make test-exhaustive - every paper's stage re-run on the tiny profile, compared byte for byte (~10 min)"
 	@echo "make lab    - JupyterLab on the notebooks;  make bench - benchmarks;  make push - dvc push"
 	@echo "make kernels - compile the fused C compression codec (part of setup; the torch path is used without it)"
 
@@ -86,6 +87,10 @@ test: data kernels
 	  apt-get install -y -q openssh-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q openssh-server; }; \
 	fi
 	$(BIN)/python -m pytest
+
+# Every paper's stage run twice on the tiny profile, outputs compared byte for byte (CI runs it after `make test`).
+test-exhaustive: data kernels
+	$(BIN)/python -m pytest -m exhaustive tests/test_pipeline_e2e.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
