@@ -128,7 +128,8 @@ def assert_force_rerun_is_byte_identical(project, papers):
     assert {k: claims.deterministic(claims.load(project / f"metrics/{k}.claims.json").claims) for k in papers} == (
         deterministic_claims
     )
-    assert "Running stage" not in run(["dvc", "repro"], project).stdout
+    rerun = run(["dvc", "repro"], project).stdout  # strip@schrodinger_pca may run: the test restored its notebook
+    assert not [k for k in papers if f"Running stage '{k}'" in rerun], rerun
 
 
 def test_queued_experiment_runs_and_is_listed(tmp_path):
