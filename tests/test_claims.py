@@ -190,6 +190,40 @@ def test_pac_headline_judges_pac_against_kmeans(pac, pac_spread, verdict):
     assert results.get("pac_minus_kmeans_on_dpac_features").paper.value == 10.3
     assert results.get("dpac_head_acc").paper.value == 93.4 and results.get("dpac_head_acc").verdict == "n/a"
     assert results.get("kmeans_acc_digits").method == "baseline"
+    assert "dpac_gain_over_kmeans_same_features" not in {c.key for c in results.claims}  # no frozen run: no claim
+
+
+@pytest.mark.parametrize(("heads", "verdict", "best"), [((75.0, 78.5), "met", "b"), ((75.0, 71.9), "missed", "a")])
+def test_pac_headline_judges_the_best_frozen_setting(heads, verdict, best):
+    from replab.clustering.frozen import BASELINES, summarise
+    from replab.clustering.headline import headline
+
+    rows = [
+        {"setting": name, "method": method, "seed": seed, "acc": acc}
+        for name, head in zip("ab", heads)
+        for seed in (0, 1)
+        for method, acc in zip(["DPAC head", *BASELINES], [head, 70.0, 76.0, 65.0])
+    ]
+    deep = {k: {"acc": 50.0} for k in ("DPAC head", "PAC on DPAC features", "k-means on DPAC features")}
+    offline = pd.DataFrame([{"dataset": "digits", "method": "k-means (n_init=10)", "seed": 0, "acc": 79}])
+    spread = pd.DataFrame([{"method": m, "seed": 0, "acc": 70} for m in ("PAC (cosine, m=1.03)", "k-means (n_init=1)")])
+    collapse = {"fcm_mean_centre_distance": 1e-6, "kmeans_mean_centre_distance": 1.0}
+    frozen = summarise(pd.DataFrame(rows))
+    results = headline(
+        offline,
+        spread,
+        deep,
+        collapse,
+        profile="tiny",
+        scale={},
+        dpac_scale="tiny",
+        frozen=frozen,
+        frozen_scales={"a": "A", "b": "B"},
+    )
+    gain = results.get("dpac_gain_over_kmeans_same_features")
+    # The baseline is the stronger k-means (76, standardised), not the weaker one (70).
+    assert gain.verdict == verdict and gain.ours == pytest.approx(max(heads) - 76.0)
+    assert f"setting {best}" in gain.scale and gain.paper.value == 16.6
 
 
 def _accept(

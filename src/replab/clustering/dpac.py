@@ -35,6 +35,7 @@ class DPACConfig:
     m: float = 1.03
     temperature: float = 0.5
     warmup_epochs: int = 20  # SimCLR (InfoNCE only) before the clustering loss
+    augment_strength: float = 1.0  # scales the geometric ranges, the pixel noise and the erased patch
     epochs: int = 60
     batch_size: int = 256
     lr: float = 1e-3
@@ -138,13 +139,14 @@ class DPAC(nn.Module):
         return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """A random view of a batch of images (N, 1, H, W) in [0, 1]: small rotation, scale and shift, pixel
-    noise, and a random erased patch — the digit analogue of SimCLR's crop/colour augmentations."""
+    noise, and a random erased patch — the digit analogue of SimCLR's crop/colour augmentations. ``strength``
+    scales the rotation (±15°), scale (±10 %) and shift (±15 %) ranges, the noise (0.05) and the patch side (2 px)."""
     n = x.shape[0]
-    angle = (torch.rand(n, generator=generator) - 0.5) * (math.pi / 6)
-    scale = 0.9 + 0.2 * torch.rand(n, generator=generator)
-    shift = (torch.rand(n, 2, generator=generator) - 0.5) * 0.3
+    angle = (torch.rand(n, generator=generator) - 0.5) * (strength * math.pi / 6)
+    scale = 1 - 0.1 * strength + 0.2 * strength * torch.rand(n, generator=generator)
+    shift = (torch.rand(n, 2, generator=generator) - 0.5) * (0.3 * strength)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -156,8 +158,9 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         contrast = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=generator)
         brightness = 0.4 * (torch.rand(n, 1, 1, 1, generator=generator) - 0.5)
         out = (out - mean) * contrast + mean + brightness
-    out = out + 0.05 * torch.randn(out.shape, generator=generator)
+    out = out + (0.05 * strength) * torch.randn(out.shape, generator=generator)
     h, w = x.shape[-2:]
+    side = max(1, round(2 * strength))
     top = torch.randint(0, h - 1, (n,), generator=generator)
     left = torch.randint(0, w - 1, (n,), generator=generator)
     erase = torch.rand(n, generator=generator) < 0.5
@@ -165,9 +168,9 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     cols = torch.arange(w)[None, None, :]
     patch = (
         (rows >= top[:, None, None])
-        & (rows < top[:, None, None] + 2)
+        & (rows < top[:, None, None] + side)
         & (cols >= left[:, None, None])
-        & (cols < left[:, None, None] + 2)
+        & (cols < left[:, None, None] + side)
     )
     out = torch.where((patch & erase[:, None, None])[:, None], torch.zeros_like(out), out)
     return out.clamp(0, 1)
@@ -207,7 +210,8 @@ def train(
             batch = images[order[start : start + config.batch_size]]
             if len(batch) < 2:
                 continue
-            v1, v2 = augment(batch, generator).to(device), augment(batch, generator).to(device)
+            v1 = augment(batch, generator, config.augment_strength).to(device)
+            v2 = augment(batch, generator, config.augment_strength).to(device)
             h1, logits1, z1 = model(v1)
             _, _, z2 = model(v2)
             if phase == "simclr":

@@ -22,6 +22,39 @@ class PacScale(Strict):
     dpac_subset: int = Field(ge=0, description="digits used for DPAC (0: all 1,797)")
     dpac_warmup_epochs: int = Field(ge=0)
     dpac_epochs: int = Field(ge=1)
+    simclr_epochs: int = Field(ge=1, description="SimCLR epochs of the frozen digits encoder (frozen-feature DPAC)")
+    frozen_epochs_cap: int = Field(ge=0, description="caps each frozen-feature setting's epochs (0: no cap)")
+
+
+class FrozenSetting(Strict):
+    """One DPAC-on-frozen-features setting: which frozen features, which views, the heads' hyper-parameters."""
+
+    name: str = Field(min_length=1)
+    features: Literal["wordnet_minilm", "digits_simclr"]
+    views: Literal["noise", "neighbours"]
+    noise: float = Field(ge=0)
+    dropout: float = Field(ge=0, lt=1)
+    n_neighbours: int = Field(ge=1)
+    hidden_dim: int = Field(ge=2)
+    warmup_epochs: int = Field(ge=0)
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0, le=1)
+
+
+class FrozenParams(Strict):
+    """DPAC heads on frozen encoder features; every setting is fixed before the headline run, chosen on
+    ``selection_seeds`` (never the reported seeds)."""
+
+    selection_seeds: list[int] = Field(min_length=1)
+    simclr_augment_strength: float = Field(gt=0, le=3)
+    settings: list[FrozenSetting] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [s.name for s in self.settings]
+        if len(set(names)) != len(names):
+            raise ValueError(f"setting names must be unique, got {names}")
+        return self
 
 
 class PacParams(Strict):
@@ -33,6 +66,7 @@ class PacParams(Strict):
     dpac_m: float = Field(gt=1, le=2)
     dpac_temperature: float = Field(gt=0)
     cifar10_root: str = Field(description="CIFAR-10 folder for the paper profile (used only if present)")
+    frozen: FrozenParams
     scale: dict[Profile, PacScale]
 
     @model_validator(mode="after")
