@@ -8,18 +8,21 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def grid_laplacian(shape: Sequence[int]) -> sp.csr_matrix:
-    """Positive semi-definite ``-Lap`` on a regular grid: unit spacing, Dirichlet (zero) outside.
+def grid_laplacian(shape: Sequence[int], spacing: Sequence[float] | None = None) -> sp.csr_matrix:
+    """Positive semi-definite ``-Lap`` on a regular grid: unit spacing (or ``spacing`` per axis), Dirichlet
+    (zero) outside.
 
-    The (2d+1)-point stencil: 2d on the diagonal, -1 for each axis neighbour. Points are
-    ordered as ``np.ravel`` orders them (C order).
+    The (2d+1)-point stencil: 2d on the diagonal, -1 for each axis neighbour (each axis divided by its
+    spacing squared). Points are ordered as ``np.ravel`` orders them (C order).
     """
     shape = tuple(int(n) for n in shape)
     if not 1 <= len(shape) <= 3 or min(shape) < 1:
         raise ValueError(f"grid shape must have 1 to 3 positive sizes, got {shape}")
+    spacing = (1.0,) * len(shape) if spacing is None else tuple(float(s) for s in spacing)
     ops = []
     for axis, n in enumerate(shape):
         second_diff = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
+        second_diff = second_diff / spacing[axis] ** 2
         factors = [sp.identity(m, format="csr") for m in shape]
         factors[axis] = second_diff
         term = factors[0]

@@ -14,6 +14,7 @@ import scipy.sparse.linalg as sla
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .eigensolve import lowest_eigenpairs
 from .operators import grid_laplacian, hamiltonian, spectrum_lower_bound
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,23 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         scaled = variances.ravel() / self.variance_scale_
         length = float(self.correlation_length)
         self.c_ = length**2 if self.c is None else float(self.c)
-        h = hamiltonian(scaled, lap, self.c_)
         solver = self._pick_solver(n_points)
-        energies, vectors = _lowest_eigenpairs(
-            h, self.n_components, solver, spectrum_lower_bound(scaled, lap, self.c_), self.tol, self.random_state
-        )
+        self.shift_ = None
+        if solver == "shift-invert":
+            energies, vectors, self.shift_ = lowest_eigenpairs(
+                scaled,
+                lap,
+                self.c_,
+                self.n_components,
+                grid_shape=self.grid_shape_,
+                tol=self.tol,
+                rng=np.random.default_rng(self.random_state),
+            )
+        else:
+            h = hamiltonian(scaled, lap, self.c_)
+            energies, vectors = _lowest_eigenpairs(
+                h, self.n_components, solver, spectrum_lower_bound(scaled, lap, self.c_), self.tol, self.random_state
+            )
         order = np.argsort(energies, kind="stable")
         energies, vectors = energies[order], vectors[:, order]
         # Deterministic signs: the largest-magnitude entry of each component is positive.
@@ -215,12 +228,7 @@ def _lowest_eigenpairs(h, k, solver, lower_bound, tol, random_state):
     n = h.shape[0]
     rng = np.random.default_rng(random_state)
     v0 = rng.standard_normal(n)
-    if solver == "shift-invert":
-        # sigma strictly below the spectrum: H - sigma I is positive definite, so the k eigenvalues
-        # nearest sigma are the k lowest.
-        sigma = lower_bound - 1e-3 * max(1.0, abs(lower_bound))
-        energies, vectors = sla.eigsh(h, k=k, sigma=sigma, which="LM", tol=tol, v0=v0)
-    elif solver == "lanczos":
+    if solver == "lanczos":
         energies, vectors = sla.eigsh(h, k=k, which="SA", tol=tol, v0=v0)
     else:
         energies, vectors = _lobpcg(h, k, lower_bound, tol, rng)
