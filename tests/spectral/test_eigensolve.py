@@ -8,14 +8,8 @@ import scipy.sparse.linalg as sla
 from scipy.linalg import eigvalsh
 
 from replab.spectral.eigensolve import SymmetricFactor, lowest_eigenpairs, nested_dissection
-from replab.spectral.fields import paraboloid_variance
+from replab.spectral.fields import disc_variance, paraboloid_variance
 from replab.spectral.operators import grid_laplacian, hamiltonian, spectrum_lower_bound
-
-
-def sharp_variance(shape):
-    axes = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    disc = sum(a**2 for a in axes) < 0.6**2
-    return np.where(disc, 1.0, 0.05)
 
 
 def reference(scaled, shape, c, k):
@@ -34,7 +28,7 @@ def test_nested_dissection_is_a_permutation(shape):
 
 def test_negative_pivots_count_the_eigenvalues_below_the_shift():
     shape = (24, 25)
-    scaled = sharp_variance(shape).ravel()
+    scaled = disc_variance(shape).ravel()
     h = hamiltonian(scaled, grid_laplacian(shape), 20.0)
     values = eigvalsh(h.toarray())
     eye = sp.identity(h.shape[0])
@@ -65,7 +59,7 @@ def test_a_smooth_field_is_shifted_just_below_its_spectrum_and_certified():
 def test_states_the_coarse_grid_misses_lower_the_shift_until_none_is_below():
     # A sharp edge pins states to the grid scale, far below anything a coarser grid carries.
     shape = (150, 150)
-    scaled = sharp_variance(shape).ravel()
+    scaled = disc_variance(shape).ravel()
     c = 7.5**2
     energies, _, shift = lowest_eigenpairs(
         scaled, grid_laplacian(shape), c, 6, grid_shape=shape, tol=0.0, rng=np.random.default_rng(0)

@@ -117,11 +117,12 @@ def lowest_eigenpairs(
         energies, vectors = la.eigh(h.toarray(), subset_by_index=[0, k - 1])
         return energies, vectors, Shift(float(energies[0]), "dense", 0)
     order = nested_dissection(grid_shape) if grid_shape is not None else None
-    theta, ritz = (None, None)
+    theta, v0 = None, rng.standard_normal(n)
     if grid_shape is not None and n >= COARSE_MIN_POINTS:
         theta, ritz = _coarse_ritz(scaled.reshape(grid_shape), c, k, h, spacing, rng)
+        v0 = ritz[:, :k].sum(axis=1)  # rich in every wanted state; the block is freed before the factorisation
+        del ritz
     shift, factor = _certified_shift(h, k, theta, order, lambda: spectrum_lower_bound(scaled, lap, c))
-    v0 = ritz[:, :k].sum(axis=1) if ritz is not None else rng.standard_normal(n)
     op = sla.LinearOperator(h.shape, matvec=factor.solve, dtype=float)
     began = time.perf_counter()
     energies, vectors = sla.eigsh(h, k=k, sigma=shift.sigma, which="LM", OPinv=op, tol=tol, v0=v0)
@@ -181,13 +182,13 @@ def _coarse_ritz(variances, c, k, h, spacing, rng):
         coarse.ravel(), lap, c, k + extra, grid_shape=coarse_shape, tol=COARSE_TOL, rng=rng, spacing=coarse_spacing
     )
     fine_at = np.meshgrid(*[(np.arange(n) + 1) / w for n, w in zip(shape, widths)], indexing="ij")
-    prolonged = np.column_stack(
-        [
-            ndimage.map_coordinates(np.pad(s.reshape(coarse_shape), 1), fine_at, order=3, mode="constant").ravel()
-            for s in states.T
-        ]
-    )
-    basis, _ = np.linalg.qr(prolonged)
-    projected = basis.T @ (h @ basis)
-    theta, coefficients = np.linalg.eigh((projected + projected.T) / 2)
-    return theta, basis @ coefficients
+    prolonged = np.empty((h.shape[0], states.shape[1]), order="F")
+    for j, state in enumerate(states.T):
+        padded = np.pad(state.reshape(coarse_shape), 1)  # the Dirichlet walls
+        prolonged[:, j] = ndimage.map_coordinates(padded, fine_at, order=1, mode="constant").ravel()
+    # Rayleigh-Ritz in the prolonged span: the generalised problem (P^T H P) y = theta (P^T P) y, which avoids
+    # orthonormalising a tall block.
+    gram = prolonged.T @ prolonged
+    projected = prolonged.T @ (h @ prolonged)
+    theta, coefficients = la.eigh((projected + projected.T) / 2, (gram + gram.T) / 2)
+    return theta, prolonged @ coefficients
