@@ -40,7 +40,7 @@ class Shift:
     """Where the shift-invert solve was centred and why it is below the spectrum."""
 
     sigma: float
-    certified_by: str  # "inertia" (negative pivots counted: none) or "bound" (the proven lower bound)
+    certified_by: str  # "inertia" (no negative pivot), "bound" (the proven lower bound) or "dense" (no shift)
     factorisations: int
 
 

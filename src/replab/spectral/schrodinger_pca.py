@@ -42,8 +42,11 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         Kinetic coefficient. ``None`` uses ``l**2``, the value consistent with the Taylor expansion of
         the covariance (the paper's public notebooks use ``s**2`` for a Gaussian filter of width ``s``).
     solver : {"auto", "shift-invert", "lanczos", "lobpcg"}
-        ``shift-invert``: sparse LU of ``H - sigma I`` with ``sigma`` below a guaranteed spectrum bound,
-        fastest for 1-D/2-D grids and surface graphs. ``lobpcg``: algebraic-multigrid preconditioned
+        ``shift-invert``: shift-invert Lanczos with a symmetric-pivot sparse LU of ``H - sigma I``; on grids
+        ``sigma`` sits just below Rayleigh-Ritz values from a coarser grid's solution and is certified below
+        the spectrum by the factorisation's inertia (:mod:`replab.spectral.eigensolve`), elsewhere it is a
+        proven lower bound; fastest for 1-D/2-D grids and surface graphs. Grids of at most 1,500 points are
+        solved densely. ``lobpcg``: algebraic-multigrid preconditioned
         LOBPCG (pyamg), for 3-D grids where LU fill-in grows too fast. ``lanczos``: plain
         ``eigsh(which="SA")``, no factorisation, slow on large grids. ``auto`` picks LOBPCG for 3-D grids
         above 3 x 10^4 points (where it overtakes the LU) and shift-invert otherwise.
