@@ -1,19 +1,19 @@
-"""The certified shift-invert solver: nested dissection, inertia from the factorisation, the coarse-grid shift
-and its fallbacks, against references computed with the proven bound."""
+"""The certified shift-invert solver: Cholesky as the certificate, the coarse-grid shift and its fallbacks, the
+LOBPCG refinement, against references computed with the proven bound at machine precision."""
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 from scipy.linalg import eigvalsh
 
-from replab.spectral.eigensolve import SymmetricFactor, lowest_eigenpairs, nested_dissection
+from replab.spectral import SchrodingerPCA, eigensolve
+from replab.spectral.eigensolve import ShiftedCholesky, lowest_eigenpairs, nested_dissection
 from replab.spectral.fields import disc_variance, paraboloid_variance
 from replab.spectral.operators import grid_laplacian, hamiltonian, spectrum_lower_bound
 
 
 def reference(scaled, shape, c, k):
-    """eigsh at the proven bound (the old solver), to machine precision."""
+    """eigsh at the proven bound with SciPy's own LU (the old solver), to machine precision."""
     lap = grid_laplacian(shape)
     h = hamiltonian(scaled, lap, c)
     sigma = spectrum_lower_bound(scaled, lap, c) - 1e-3
@@ -26,18 +26,21 @@ def test_nested_dissection_is_a_permutation(shape):
     assert np.array_equal(np.sort(order), np.arange(np.prod(shape)))
 
 
-def test_negative_pivots_count_the_eigenvalues_below_the_shift():
+@pytest.mark.parametrize("ordered", [True, False])
+def test_the_factorisation_exists_exactly_when_no_eigenvalue_is_below_the_shift(ordered):
     shape = (24, 25)
-    scaled = disc_variance(shape).ravel()
-    h = hamiltonian(scaled, grid_laplacian(shape), 20.0)
+    h = hamiltonian(disc_variance(shape).ravel(), grid_laplacian(shape), 20.0)
     values = eigvalsh(h.toarray())
-    eye = sp.identity(h.shape[0])
-    for sigma in (values[0] - 0.1, (values[0] + values[1]) / 2, (values[6] + values[7]) / 2, -0.5):
-        for order in (nested_dissection(shape), None):
-            factor = SymmetricFactor(h - sigma * eye, order)
-            assert factor.negative_pivots == np.count_nonzero(values < sigma)
-            b = np.random.default_rng(0).standard_normal(h.shape[0])
-            np.testing.assert_allclose((h - sigma * eye) @ factor.solve(b), b, atol=1e-8)
+    factors = ShiftedCholesky(h, nested_dissection(shape) if ordered else None)
+    b = np.random.default_rng(0).standard_normal((h.shape[0], 3))
+    for sigma in (values[0] - 0.1, values[0] - 1e-6):
+        solve = factors.at(sigma)
+        assert solve is not None
+        for rhs in (b, b[:, 0]):  # blocks and vectors
+            np.testing.assert_allclose(h @ solve(rhs) - sigma * solve(rhs), rhs, atol=1e-8)
+    for sigma in (values[0] + 1e-6, (values[5] + values[6]) / 2, -0.5):
+        assert factors.at(sigma) is None
+    assert factors.factorisations == 5
 
 
 def test_a_smooth_field_is_shifted_just_below_its_spectrum_and_certified():
@@ -46,14 +49,18 @@ def test_a_smooth_field_is_shifted_just_below_its_spectrum_and_certified():
     scaled = (variance / variance.max()).ravel()
     c = 4.0**2
     energies, vectors, shift = lowest_eigenpairs(
-        scaled, grid_laplacian(shape), c, 8, grid_shape=shape, tol=0.0, rng=np.random.default_rng(0)
+        scaled, grid_laplacian(shape), c, 8, grid_shape=shape, rng=np.random.default_rng(0)
     )
     expected = reference(scaled, shape, c, 8)
-    np.testing.assert_allclose(energies, expected, rtol=1e-10)
-    assert shift.certified_by == "inertia" and shift.factorisations == 1
+    np.testing.assert_allclose(energies, expected, rtol=1e-9)
+    assert shift.certified_by == "cholesky" and shift.factorisations == 1
+    assert shift.sigma < expected[0]
     assert expected[0] - shift.sigma < 0.5 * (expected[-1] - expected[0])  # close: the point of the coarse grid
     h = hamiltonian(scaled, grid_laplacian(shape), c)
-    assert np.linalg.norm(h @ vectors - vectors * energies, axis=0).max() < 1e-8
+    residuals = np.linalg.norm(h @ vectors - vectors * energies, axis=0)
+    assert residuals.max() <= eigensolve.RESIDUAL_TOL * max(1.0, np.abs(energies).max())
+    assert shift.residual == pytest.approx(residuals.max() / max(1.0, np.abs(energies).max()))
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(8), atol=1e-10)
 
 
 def test_states_the_coarse_grid_misses_lower_the_shift_until_none_is_below():
@@ -62,8 +69,45 @@ def test_states_the_coarse_grid_misses_lower_the_shift_until_none_is_below():
     scaled = disc_variance(shape).ravel()
     c = 7.5**2
     energies, _, shift = lowest_eigenpairs(
-        scaled, grid_laplacian(shape), c, 6, grid_shape=shape, tol=0.0, rng=np.random.default_rng(0)
+        scaled, grid_laplacian(shape), c, 6, grid_shape=shape, rng=np.random.default_rng(0)
     )
-    np.testing.assert_allclose(energies, reference(scaled, shape, c, 6), rtol=1e-10)
-    assert shift.factorisations > 1 and shift.certified_by in ("inertia", "bound")
+    expected = reference(scaled, shape, c, 6)
+    np.testing.assert_allclose(energies, expected, rtol=1e-9)
+    assert shift.factorisations > 2 and shift.certified_by == "cholesky"
+    assert shift.sigma < expected[0]
     assert energies[0] < -1.0  # below min V: the naive shift (sigma = -1) would sit inside the spectrum
+
+
+def test_a_tighter_tolerance_gives_smaller_residuals():
+    shape = (150, 150)
+    scaled = paraboloid_variance(shape, 0.45).ravel() * 0.95 + 0.05
+    pairs = [
+        lowest_eigenpairs(scaled, grid_laplacian(shape), 25.0, 5, grid_shape=shape, rng=np.random.default_rng(0), tol=t)
+        for t in (1e-3, 1e-9)
+    ]
+    assert pairs[1][2].residual <= 1e-9 < pairs[0][2].residual <= 1e-3
+
+
+def test_lobpcg_that_does_not_converge_falls_back_to_lanczos(monkeypatch):
+    shape = (150, 150)
+    scaled = paraboloid_variance(shape, 0.45).ravel() * 0.95 + 0.05
+    real = eigensolve._lobpcg
+    monkeypatch.setattr(eigensolve, "_lobpcg", lambda *a, **kw: real(*a, **{**kw, "maxiter": 0}))
+    energies, _, shift = lowest_eigenpairs(
+        scaled, grid_laplacian(shape), 25.0, 5, grid_shape=shape, rng=np.random.default_rng(0)
+    )
+    np.testing.assert_allclose(energies, reference(scaled, shape, 25.0, 5), rtol=1e-10)
+    assert shift.residual < 1e-10
+
+
+def test_the_estimator_returns_the_same_components_as_the_proven_shift():
+    shape = (160, 140)
+    variance = paraboloid_variance(shape, 0.4) + 0.05
+    fast = SchrodingerPCA(6, correlation_length=3.0, solver="shift-invert").fit(variance)
+    scaled = (variance / variance.max()).ravel()
+    assert fast.shift_.certified_by == "cholesky"
+    np.testing.assert_allclose(fast.energies_, reference(scaled, shape, 9.0, 6), rtol=1e-9)
+    dense_states = SchrodingerPCA(6, correlation_length=3.0, solver="lanczos").fit(variance).components_
+    # The same span (states of a near-degenerate pair may come rotated within it): all principal angles ~0.
+    cosines = np.linalg.svd(fast.components_ @ dense_states.T, compute_uv=False)
+    np.testing.assert_allclose(cosines, 1.0, atol=1e-8)

@@ -42,17 +42,20 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         Kinetic coefficient. ``None`` uses ``l**2``, the value consistent with the Taylor expansion of
         the covariance (the paper's public notebooks use ``s**2`` for a Gaussian filter of width ``s``).
     solver : {"auto", "shift-invert", "lanczos", "lobpcg"}
-        ``shift-invert``: shift-invert Lanczos with a symmetric-pivot sparse LU of ``H - sigma I``; on grids
-        ``sigma`` sits just below Rayleigh-Ritz values from a coarser grid's solution and is certified below
-        the spectrum by the factorisation's inertia (:mod:`replab.spectral.eigensolve`), elsewhere it is a
-        proven lower bound; fastest for 1-D/2-D grids and surface graphs. Grids of at most 1,500 points are
+        ``shift-invert``: sparse Cholesky (CHOLMOD) of ``H - sigma I`` with ``sigma`` certified below the
+        spectrum by the factorisation itself; on grids ``sigma`` sits just below Rayleigh-Ritz values from a
+        coarser grid's solution and LOBPCG, preconditioned by the factorisation, refines that grid's states
+        (:mod:`replab.spectral.eigensolve`); elsewhere ``sigma`` is a proven lower bound and the solver is
+        shift-invert Lanczos. Fastest for 1-D/2-D grids and surface graphs. Grids of at most 1,500 points are
         solved densely. ``lobpcg``: algebraic-multigrid preconditioned
-        LOBPCG (pyamg), for 3-D grids where LU fill-in grows too fast. ``lanczos``: plain
+        LOBPCG (pyamg), for 3-D grids where fill-in grows too fast. ``lanczos``: plain
         ``eigsh(which="SA")``, no factorisation, slow on large grids. ``auto`` picks LOBPCG for 3-D grids
-        above 3 x 10^4 points (where it overtakes the LU) and shift-invert otherwise.
-    tol : float
-        Eigensolver tolerance (ARPACK's relative tolerance; 0: machine precision). The default 1e-10 gives
-        energies to ~1e-14 relative.
+        above 3 x 10^4 points (where it overtakes the factorisation) and shift-invert otherwise.
+    tol : float or None
+        Eigensolver tolerance. ``shift-invert``: the residual ``||H v - E v||`` allowed per state, relative to
+        max(1, max |E|); ``None`` (or 0) means 1e-6, at which energies agree with a machine-precision solve to
+        ~1e-10 or better. ``lanczos``: ARPACK's relative tolerance (``None``: 0, machine precision). ``lobpcg``:
+        SciPy's absolute residual (``None``: SciPy's default).
     random_state : int, Generator or None
         Seeds the solver's starting vector(s), so results are reproducible.
     """
@@ -63,7 +66,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         correlation_length: float = 1.0,
         c: float | None = None,
         solver: str = "auto",
-        tol: float = 1e-10,
+        tol: float | None = None,
         random_state: int | np.random.Generator | None = 0,
     ):
         self.n_components = n_components
@@ -151,8 +154,8 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
             raise ValueError(f"c must be None or a positive finite number, got {self.c!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if not isinstance(self.tol, Real) or self.tol < 0:
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
+        if self.tol is not None and (not isinstance(self.tol, Real) or not self.tol >= 0):
+            raise ValueError(f"tol must be None or a non-negative number, got {self.tol!r}")
 
     # -- fitted quantities ---------------------------------------------------------------------
     @property
@@ -233,7 +236,7 @@ def _lowest_eigenpairs(h, k, solver, lower_bound, tol, random_state):
     rng = np.random.default_rng(random_state)
     v0 = rng.standard_normal(n)
     if solver == "lanczos":
-        energies, vectors = sla.eigsh(h, k=k, which="SA", tol=tol, v0=v0)
+        energies, vectors = sla.eigsh(h, k=k, which="SA", tol=tol or 0.0, v0=v0)
     else:
         energies, vectors = _lobpcg(h, k, lower_bound, tol, rng)
     log.debug("solver %s: energies %s", solver, energies)
