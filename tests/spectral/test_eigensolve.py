@@ -4,10 +4,16 @@ LOBPCG refinement, against references computed with the proven bound at machine 
 import numpy as np
 import pytest
 import scipy.sparse.linalg as sla
-from scipy.linalg import eigvalsh
+from scipy.linalg import eigh, eigvalsh
 
 from replab.spectral import SchrodingerPCA, eigensolve
-from replab.spectral.eigensolve import ShiftedCholesky, lowest_eigenpairs, nested_dissection
+from replab.spectral.eigensolve import (
+    ShiftedCholesky,
+    certify_lowest,
+    count_below,
+    lowest_eigenpairs,
+    nested_dissection,
+)
 from replab.spectral.fields import disc_variance, paraboloid_variance
 from replab.spectral.operators import grid_laplacian, hamiltonian, spectrum_lower_bound
 
@@ -68,11 +74,12 @@ def test_states_the_coarse_grid_misses_lower_the_shift_until_none_is_below():
     shape = (150, 150)
     scaled = disc_variance(shape).ravel()
     c = 7.5**2
-    energies, _, shift = lowest_eigenpairs(
+    energies, vectors, shift = lowest_eigenpairs(
         scaled, grid_laplacian(shape), c, 6, grid_shape=shape, rng=np.random.default_rng(0)
     )
     expected = reference(scaled, shape, c, 6)
     np.testing.assert_allclose(energies, expected, rtol=1e-9)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(6), atol=1e-10)
     assert shift.factorisations > 2 and shift.certified_by == "cholesky"
     assert shift.sigma < expected[0]
     assert energies[0] < -1.0  # below min V: the naive shift (sigma = -1) would sit inside the spectrum
@@ -111,3 +118,43 @@ def test_the_estimator_returns_the_same_components_as_the_proven_shift():
     # The same span (states of a near-degenerate pair may come rotated within it): all principal angles ~0.
     cosines = np.linalg.svd(fast.components_ @ dense_states.T, compute_uv=False)
     np.testing.assert_allclose(cosines, 1.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_count_below_is_the_number_of_eigenvalues_below(ordered):
+    shape = (30, 31)
+    h = hamiltonian(disc_variance(shape).ravel(), grid_laplacian(shape), 20.0)
+    values = eigvalsh(h.toarray())
+    for tau in (values[0] - 1.0, (values[3] + values[4]) / 2, (values[20] + values[21]) / 2, 0.0):
+        count = count_below(h, tau, nested_dissection(shape) if ordered else None)
+        assert count.below == np.count_nonzero(values < tau) and count.backward_error < 1e-12
+
+
+def test_certify_lowest_catches_a_missed_state():
+    shape = (30, 31)
+    h = hamiltonian(disc_variance(shape).ravel(), grid_laplacian(shape), 20.0)
+    energies, vectors = eigh(h.toarray(), subset_by_index=[0, 5])
+    assert certify_lowest(h, energies, vectors)["certified"]
+    missing = certify_lowest(h, np.delete(energies, 2), np.delete(vectors, 2, axis=1))
+    assert not missing["certified"] and missing["count"] == 6
+
+
+@pytest.mark.parametrize(
+    ("shape", "variance"),
+    [
+        ((30_000,), lambda s: paraboloid_variance(s, 0.4) + 0.05),  # 1-D through the coarse grid
+        ((30, 30, 30), lambda s: paraboloid_variance(s, 0.4) + 0.05),  # cubic symmetry: degenerate levels
+        ((30, 30, 30), lambda s: disc_variance(s)),  # and a sharp edge
+        ((8, 2600), lambda s: paraboloid_variance(s, 0.4) + 0.05),  # a thin strip: no coarse grid
+    ],
+)
+def test_the_lowest_states_are_certified_on_other_grids(shape, variance):
+    scaled = variance(shape).ravel()
+    scaled = scaled / scaled.max()
+    lap = grid_laplacian(shape)
+    c = 9.0 if min(shape) > 8 else 0.25  # the strip's levels crowd together at larger c: slow at the proven bound
+    energies, vectors, shift = lowest_eigenpairs(scaled, lap, c, 8, grid_shape=shape, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(8), atol=1e-10)
+    assert shift.sigma < energies[0] and shift.residual <= eigensolve.RESIDUAL_TOL
+    verdict = certify_lowest(hamiltonian(scaled, lap, c), energies, vectors)
+    assert verdict["certified"], verdict

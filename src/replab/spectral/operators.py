@@ -61,8 +61,8 @@ def spectrum_lower_bound(scaled_variances: np.ndarray, laplacian: sp.spmatrix, c
     Split ``L = L0 + diag(r)`` with ``L0`` having zero row sums and edge weights ``w_ij = -L_ij``. Then
     ``x'(S L0 + L0 S)x = sum_edges w_ij [(S_i + S_j)(x_i - x_j)^2 + (S_i - S_j)(x_i^2 - x_j^2)]``; bounding
     the second term (and the first where a weight is negative, as cotangent weights can be) and the
-    ``diag(r)`` part node by node gives the bound. A shift below it makes ``H - sigma I`` positive definite,
-    so shift-invert returns exactly the lowest eigenvalues.
+    ``diag(r)`` part node by node gives the bound. A shift below it makes ``H - sigma I`` positive definite:
+    no eigenvalue lies below it.
     """
     s = np.asarray(scaled_variances, dtype=float).ravel()
     coo = sp.coo_matrix(laplacian)

@@ -42,19 +42,21 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         Kinetic coefficient. ``None`` uses ``l**2``, the value consistent with the Taylor expansion of
         the covariance (the paper's public notebooks use ``s**2`` for a Gaussian filter of width ``s``).
     solver : {"auto", "shift-invert", "lanczos", "lobpcg"}
-        ``shift-invert``: sparse Cholesky (CHOLMOD) of ``H - sigma I`` with ``sigma`` certified below the
-        spectrum by the factorisation itself; on grids ``sigma`` sits just below Rayleigh-Ritz values from a
-        coarser grid's solution and LOBPCG, preconditioned by the factorisation, refines that grid's states
-        (:mod:`replab.spectral.eigensolve`); elsewhere ``sigma`` is a proven lower bound and the solver is
-        shift-invert Lanczos. Fastest for 1-D/2-D grids and surface graphs. Grids of at most 1,500 points are
-        solved densely. ``lobpcg``: algebraic-multigrid preconditioned
-        LOBPCG (pyamg), for 3-D grids where fill-in grows too fast. ``lanczos``: plain
-        ``eigsh(which="SA")``, no factorisation, slow on large grids. ``auto`` picks LOBPCG for 3-D grids
+        ``shift-invert``: sparse Cholesky (CHOLMOD) of ``H - sigma I``, whose success certifies that no
+        eigenvalue lies below ``sigma``, as the preconditioner of LOBPCG (:mod:`replab.spectral.eigensolve`). On
+        grids ``sigma`` sits just below Rayleigh-Ritz values from a coarser grid's solution, whose states (with a
+        few random vectors) start LOBPCG; elsewhere ``sigma`` is a proven lower bound of the spectrum and the
+        solver shift-invert Lanczos. Fastest for 1-D/2-D grids and surface graphs. Grids of at most 1,500
+        points are solved densely. ``lobpcg``: algebraic-multigrid preconditioned LOBPCG (pyamg), for 3-D
+        grids where fill-in grows too fast. ``lanczos``: plain ``eigsh(which="SA")``, no factorisation, slow on
+        large grids. ``auto`` picks LOBPCG for 3-D grids
         above 3 x 10^4 points (where it overtakes the factorisation) and shift-invert otherwise.
     tol : float or None
-        Eigensolver tolerance. ``shift-invert``: the residual ``||H v - E v||`` allowed per state, relative to
-        max(1, max |E|); ``None`` (or 0) means 1e-6, at which energies agree with a machine-precision solve to
-        ~1e-10 or better. ``lanczos``: ARPACK's relative tolerance (``None``: 0, machine precision). ``lobpcg``:
+        Eigensolver tolerance. ``shift-invert`` on grids of 20,000 points or more: the residual ``||H v - E v||``
+        allowed per state, relative to max(1, max |E|) (smaller problems are solved to machine precision);
+        ``None`` means 1e-6 (energies then agree with a machine-precision solve to ~1e-10; a
+        component's error is about the residual over its energy gap, so near-degenerate states mix), 0 machine
+        precision. ``lanczos``: ARPACK's relative tolerance (``None``: 0, machine precision). ``lobpcg``:
         SciPy's absolute residual (``None``: SciPy's default).
     random_state : int, Generator or None
         Seeds the solver's starting vector(s), so results are reproducible.
