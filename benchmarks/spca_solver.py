@@ -170,7 +170,8 @@ def main() -> int:
         f"# Schrödinger PCA eigensolver — {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"top {K} states; {args.repeats} interleaved repeats, median (min–max)",
         "",
-        "| grid | points | l | variance | arm | time (s) | peak MB | vs naive | eigenvalues | shift |",
+        "| grid | points | l | variance | arm | time (s) | peak MB above baseline | vs naive "
+        "| eigenvalues (residual: absolute) | shift |",
         "|---|---:|---|---|---|---:|---:|---:|---|---|",
     ]
     verdicts = []
