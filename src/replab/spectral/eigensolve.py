@@ -9,19 +9,20 @@ place the shift a fraction of their spread below the lowest. The shift is then *
 factorised by sparse Cholesky (CHOLMOD), which succeeds only if it is positive definite, i.e. if no eigenvalue
 lies below ``sigma``. Where it fails (states the coarse grid cannot carry, such as those pinned to a sharp edge
 of the variance) the shift is moved down, doubling its distance each time (a failing factorisation stops at its
-first negative pivot, so these tries are cheap), with the proven bound as the last resort; a few block
-shift-invert steps from the certified shift then re-estimate the spectrum and a closer shift is certified.
+first negative pivot, so these tries are cheap), with the proven bound as the last resort; a few random vectors
+then join the block, a few block shift-invert steps from the certified shift re-estimate the spectrum and a closer
+shift is certified.
 
 The eigenpairs themselves come from LOBPCG on ``H`` preconditioned by that factorisation (block inverse
 iteration with Rayleigh-Ritz and momentum: every wanted state, degenerate ones included, converges together),
-started from the Ritz block and a few random vectors, to a residual relative to the spectrum's scale; if it
+started from the Ritz block, to a residual relative to the spectrum's scale; if it
 stalls, shift-invert Lanczos (ARPACK) on the same factorisation takes over. Where no coarse grid exists (small
 problems, graphs) the shift is the proven bound and the solver shift-invert Lanczos, asked for a few more states
 than wanted. What is certified in every fit is that no eigenvalue lies below the shift; that no state above it
 was missed is what the iteration delivers from a generic start, and :func:`certify_lowest` checks it by a count
 (one more factorisation) in tests and benchmarks. The
-symbolic analysis is shared by every shift; grids are ordered by geometric nested dissection, other matrices by
-CHOLMOD's AMD.
+symbolic analysis is shared by every shift; grids are ordered by geometric nested dissection (and iterated in that
+order, so solves need no permuted copies), other matrices by CHOLMOD's AMD.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ log = logging.getLogger(__name__)
 
 COARSE_MIN_POINTS = 20_000  # below this the proven bound is used directly: the solve is fast anyway
 DENSE_MAX_POINTS = 1_500
-COARSE_TOL = 1e-6
+COARSE_TOL = 1e-3  # the coarse states only start the fine iteration (at 1e-6 they cost more, saved no fine step)
 RESIDUAL_TOL = 1e-6  # default: ||H v - theta v|| <= this x max(1, max |theta|) for unit v
 SHIFT_GAP_FRACTION = 0.25  # sigma = theta_1 - this x (theta_k - theta_1)
 MIN_TOL = 1e-12  # tol = 0 asks for this (and gets machine-precision Lanczos where LOBPCG cannot reach it)
-RANDOM_COLUMNS = 3  # added to every start block: a generic start reaches states the coarse grid cannot carry
+RANDOM_COLUMNS = 3  # added to the start block where the coarse estimate proved wrong: a generic start
 COARSE_MIN_SIDE = 16  # every axis at least this long, so the coarser grid is a real reduction
 
 
@@ -85,18 +86,22 @@ class ShiftedCholesky:
         self.factorisations = 0
 
     def at(self, sigma: float):
+        factor = self.permuted_at(sigma)
+        if factor is None or self.order is None:
+            return factor
+        return lambda b: factor(np.ascontiguousarray(b[self.order]))[self.inverse]
+
+    def permuted_at(self, sigma: float):
+        """As :meth:`at`, for vectors in the factorisation's order (``b[order]``): no permuted copies per solve."""
         from sksparse.cholmod import CholmodNotPositiveDefiniteError
 
         self.factorisations += 1
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                factor = self.symbolic.cholesky(self.h, beta=-sigma)
+                return self.symbolic.cholesky(self.h, beta=-sigma)
         except CholmodNotPositiveDefiniteError:
             return None
-        if self.order is None:
-            return factor
-        return lambda b: factor(np.ascontiguousarray(b[self.order]))[self.inverse]
 
 
 def nested_dissection(shape: tuple[int, ...], leaf: int = 64) -> np.ndarray:
@@ -161,18 +166,21 @@ def lowest_eigenpairs(
         energies, vectors = values[order], states[:, order]
         residual = _relative_residual(h, energies, vectors)
         return energies, vectors, Shift(floor, "bound", factors.factorisations, residual)
-    theta, block = _coarse_ritz(scaled.reshape(grid_shape), c, k, h, spacing, rng)
-    # A few random columns: a generic start, so states the coarse grid cannot carry are reached too.
-    block = np.hstack([block, rng.standard_normal((n, RANDOM_COLUMNS))])
+    # From here on vectors are kept in the factorisation's order (``h[order][:, order]``, CSR as the transpose of
+    # the symmetric CSC copy), so a solve needs no permuted copies of its block.
+    h = factors.h.T
+    theta, block = _coarse_ritz(scaled.reshape(grid_shape), c, k, h, spacing, factors.order, rng)
     sigma, certified_by, solve = _first_certified_shift(factors, theta, k, floor)
     if factors.factorisations > 1:
-        # The estimate missed states: re-estimate from the certified factorisation and move the shift up to
-        # the states found.
+        # The estimate missed states the coarse grid cannot carry (e.g. pinned to a sharp edge of the variance):
+        # add a few random columns, a generic start that reaches them, re-estimate from the certified
+        # factorisation and move the shift up to the states found.
+        block = np.hstack([block, rng.standard_normal((n, RANDOM_COLUMNS))])
         theta, block = _inverse_iteration_ritz(h, solve, block, steps=2)
         spread = max(float(theta[k - 1] - theta[0]), 1e-6 * max(1.0, abs(theta[0])))
         closer = float(theta[0]) - SHIFT_GAP_FRACTION * spread
         if closer > sigma:
-            refined = factors.at(closer)
+            refined = factors.permuted_at(closer)
             if refined is not None:
                 sigma, certified_by, solve = closer, "cholesky", refined
     energies, vectors = _lobpcg(h, solve, block, k, target)
@@ -182,9 +190,10 @@ def lowest_eigenpairs(
         log.warning("LOBPCG residual %.2g: falling back to shift-invert Lanczos at %.6g", residual, sigma)
         op = sla.LinearOperator(h.shape, matvec=solve, dtype=float)
         energies, vectors = sla.eigsh(h, k=k, sigma=sigma, which="LM", OPinv=op, tol=0.0, v0=block[:, :k].sum(axis=1))
-        order = np.argsort(energies, kind="stable")
-        energies, vectors = energies[order], vectors[:, order]
+        ascending = np.argsort(energies, kind="stable")
+        energies, vectors = energies[ascending], vectors[:, ascending]
         residual = _relative_residual(h, energies, vectors)
+    vectors = vectors[factors.inverse]
     log.debug(
         "n=%d: shift %.6g (%s, %d factorisations), %.1fs, residual %.2g",
         n,
@@ -211,12 +220,12 @@ def _first_certified_shift(factors: ShiftedCholesky, theta: np.ndarray, k: int, 
     top = float(theta[0])
     gap = SHIFT_GAP_FRACTION * max(float(theta[k - 1]) - top, 1e-6 * max(1.0, abs(top)))
     while top - gap > floor:
-        solve = factors.at(top - gap)
+        solve = factors.permuted_at(top - gap)
         if solve is not None:
             return top - gap, "cholesky", solve
         log.debug("shift %.6g: eigenvalues below it", top - gap)
         gap *= 2
-    solve = factors.at(floor)
+    solve = factors.permuted_at(floor)
     if solve is None:
         raise np.linalg.LinAlgError(f"H - sigma I is not positive definite at the proven bound {floor:.6g}")
     return floor, "bound", solve
@@ -282,20 +291,23 @@ def _lobpcg(h, solve, block, k, tol, maxiter=40):
         del rest, blocks
         x = x @ coeffs[0] + p
         theta = values[:width]
+    log.debug("LOBPCG: %d iterations, block of %d, largest residual %.2g", iteration, x.shape[1], norms[:k].max())
     theta, x = _rayleigh_ritz(h, _orthonormal(x))
     return theta[:k], x[:, :k]
 
 
 def _clean(w, bases):
     """``w`` orthonormalised, cleared of the orthonormal ``bases`` and orthonormalised again; ``None`` if nothing
-    independent is left."""
-    w = _orthonormal(w, allow_deficient=True)
+    independent is left. One Cholesky QR pass each time: the first only equalises the columns' scales before the
+    (twice-repeated) projection, and the Rayleigh-Ritz step that follows uses the basis' Gram matrix, so it needs a
+    well-conditioned basis rather than an exactly orthonormal one."""
+    w = _orthonormal(w, allow_deficient=True, passes=1)
     if w is None:
         return None
-    return _orthonormal(_project_out(w, bases), allow_deficient=True)
+    return _orthonormal(_project_out(w, bases), allow_deficient=True, passes=1)
 
 
-def _block_solve(solve, b, chunk=8):
+def _block_solve(solve, b, chunk=16):
     """``solve`` column chunk by column chunk: a multi-column solve is faster per column, and chunks keep the
     solver's copies of the block small."""
     out = np.empty_like(b)
@@ -313,10 +325,10 @@ def _project_out(w, bases):
     return w
 
 
-def _orthonormal(w, allow_deficient=False):
-    """An orthonormal basis of ``w``'s span by Cholesky QR, repeated; directions with a relative norm below 1e-10
-    are dropped where ``allow_deficient`` (``None`` if nothing is left)."""
-    for _ in range(2):
+def _orthonormal(w, allow_deficient=False, passes=2):
+    """An orthonormal basis of ``w``'s span by Cholesky QR, ``passes`` times; directions with a relative norm
+    below 1e-10 are dropped where ``allow_deficient`` (``None`` if nothing is left)."""
+    for _ in range(passes):
         values, vectors = la.eigh(_symmetric(w.T @ w))
         keep = values > 1e-20 * values.max() if values.max() > 0 else np.zeros(values.size, bool)
         if not allow_deficient and not keep.all():
@@ -336,8 +348,9 @@ def _relative_residual(h, energies, vectors) -> float:
     return float(residuals.max() / max(1.0, float(np.abs(energies).max())))
 
 
-def _coarse_ritz(variances, c, k, h, spacing, rng):
-    """Rayleigh-Ritz values and vectors on the fine grid from the prolonged states of a coarser grid."""
+def _coarse_ritz(variances, c, k, h, spacing, order, rng):
+    """Rayleigh-Ritz values and vectors on the fine grid from the prolonged states of a coarser grid; ``h`` and
+    the vectors are in the fine grid's ``order``."""
     shape = variances.shape
     spacing = spacing or (1.0,) * len(shape)
     step = 4 if len(shape) < 3 else 2
@@ -357,7 +370,7 @@ def _coarse_ritz(variances, c, k, h, spacing, rng):
     prolonged = np.empty((h.shape[0], states.shape[1]), order="F")
     for j, state in enumerate(states.T):
         padded = np.pad(state.reshape(coarse_shape), 1)  # the Dirichlet walls
-        prolonged[:, j] = ndimage.map_coordinates(padded, fine_at, order=1, mode="constant").ravel()
+        prolonged[:, j] = ndimage.map_coordinates(padded, fine_at, order=1, mode="constant").ravel()[order]
     return _rayleigh_ritz(h, prolonged)
 
 
