@@ -11,15 +11,18 @@ Arms, each (case, arm, repeat) in its own process so its peak resident memory is
 Repeats are interleaved (case by case, arm by arm within a repeat); times are medians with their range.
 Eigenvalues are compared with a certified reference where it is affordable (--reference-max points): eigsh with
 the shift below the proven spectrum bound, ARPACK at machine precision, certified by counting the eigenvalues below
-the top one (Sylvester's law of inertia, ``replab.spectral.eigensolve.certify_lowest``); otherwise ours with the
-naive arm. Ours is also certified by that count in every case, off the clock, in its first repeat.
+the top one (Sylvester's law of inertia, ``replab.spectral.eigensolve.certify_lowest``); above that, with the
+naive arm where it is valid, and where it is not (it missed the lowest states) with a tight reference: ours at
+machine precision, certified the same way. Ours is also certified by that count in every case, off the clock, in
+its first repeat.
 Where ours returns a state (residual r) more than r below the naive arm's lowest eigenvalue, an eigenvalue exists
 there (|E - theta| <= r for a unit vector), so the naive arm did not return the lowest states: it is flagged.
 
 Cases: 2-D grids of 10^4, 10^5, 10^6 points and 3-D of 10^4, 10^5; correlation length fixed (2.83 px) or a
 fraction of the side (1 %, 2 %, 5 %); a smooth (paraboloid) and a sharp-edged (disc) variance, both with a 0.05
 floor. Targets (fixed in advance, from the issue): at 10^6 points every 2-D case >= 2x faster than the naive
-arm and <= 2 GB; eigenvalues equal to 1e-6 relative.
+arm and <= 2 GB (2e9 bytes of resident peak above the baseline); eigenvalues equal to 1e-6, relative to
+max(1, |E|); every repeat run; ours certified lowest by the count.
 
     python benchmarks/spca_solver.py --dims 2 --out benchmarks/results/spca_solver_2d_cpu.md
     python benchmarks/spca_solver.py --dims 3 --repeats 1 --out benchmarks/results/spca_solver_3d_cpu.md
@@ -46,7 +49,8 @@ SIDES = {(2, 10_000): 100, (2, 100_000): 316, (2, 1_000_000): 1000, (3, 10_000):
 LENGTHS = {"2.83 px": None, "1 %": 0.01, "2 %": 0.02, "5 %": 0.05}
 PROFILES = ("smooth", "sharp")
 ARMS = ("naive", "naive shift, our factorisation", "ours")
-TARGET_SPEEDUP, TARGET_GB, TARGET_REL = 2.0, 2.0, 1e-6
+# 2 GB = 2e9 bytes of resident peak above the process's baseline after imports (tables show MiB).
+TARGET_SPEEDUP, TARGET_BYTES, TARGET_REL = 2.0, 2e9, 1e-6
 
 
 def correlation_length(side: int, fraction: float | None) -> float:
@@ -93,6 +97,13 @@ def measure(arm: str, dims: int, side: int, length_key: str, profile: str, certi
             raise SystemExit("sigma = -1 lies inside the spectrum (H + I is not positive definite)")
         op = sla.LinearOperator(h.shape, matvec=solve, dtype=float)
         energies = sla.eigsh(h, k=K, sigma=-1.0, which="LM", OPinv=op)[0]
+    elif arm == "tight reference":
+        # Ours at machine precision (LOBPCG, else Lanczos), certified by a count: where SuperLU's solve is the
+        # naive arm itself (and wrong) and an independent dense or ARPACK reference does not fit in time.
+        model = SchrodingerPCA(K, correlation_length=length, solver="shift-invert", tol=0.0, certify=False).fit(var)
+        energies, vectors = model.energies_, model.components_.T
+        lap = grid_laplacian(shape)
+        extra = certify_lowest(hamiltonian(scaled, lap, c), energies, vectors, nested_dissection(shape))
     elif arm == "reference":
         lap = grid_laplacian(shape)
         h = hamiltonian(scaled, lap, c)
@@ -124,9 +135,16 @@ def run_one(arm, dims, side, length_key, profile, timeout, certify=False) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def naive_missed(results, case) -> bool:
+    """A state of ours more than its residual below the naive arm's lowest proves the naive arm missed it."""
+    naive = [r for r in results[(*case, "naive")] if "error" not in r]
+    ours = [r for r in results[(*case, "ours")] if "error" not in r]
+    return bool(naive and ours and ours[0]["energies"][0] + ours[0]["residual"] < naive[0]["energies"][0])
+
+
 def max_relative(a, b) -> float:
     """Largest difference relative to max(1, |E|) (the residual's scale; energies can cross zero)."""
-    return max(abs(x - y) / max(abs(y), 1.0) for x, y in zip(a, b))
+    return max(abs(x - y) / max(abs(y), 1.0) for x, y in zip(a, b, strict=True))
 
 
 def main() -> int:
@@ -165,12 +183,14 @@ def main() -> int:
         dims, side, *_ = case
         if side**dims <= args.reference_max:
             references[case] = run_one("reference", *case, args.timeout)
+        elif naive_missed(results, case):
+            references[case] = run_one("tight reference", *case, args.timeout)
 
     lines = [
         f"# Schrödinger PCA eigensolver — {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"top {K} states; {args.repeats} interleaved repeats, median (min–max)",
         "",
-        "| grid | points | l | variance | arm | time (s) | peak MB above baseline | vs naive "
+        "| grid | points | l | variance | arm | time (s) | peak MiB above baseline | vs naive "
         "| eigenvalues (residual: absolute) | shift |",
         "|---|---:|---|---|---|---:|---:|---:|---|---|",
     ]
@@ -181,13 +201,9 @@ def main() -> int:
         naive_runs = [r for r in results[(*case, "naive")] if "error" not in r]
         naive_median = statistics.median(r["seconds"] for r in naive_runs) if naive_runs else None
         ours_runs = [r for r in results[(*case, "ours")] if "error" not in r]
-        # A state of ours more than its residual below the naive arm's lowest proves the naive arm missed it.
-        naive_missed = bool(
-            naive_runs
-            and ours_runs
-            and ours_runs[0]["energies"][0] + ours_runs[0]["residual"] < naive_runs[0]["energies"][0]
-        )
+        missed = naive_missed(results, case)
         reference = references.get(case)
+        reference_ok = bool(reference and "error" not in reference and reference["certified"])
         for arm in ARMS:
             runs = results[(*case, arm)]
             ok = [r for r in runs if "error" not in r]
@@ -200,14 +216,20 @@ def main() -> int:
             times = [r["seconds"] for r in ok]
             median, peak = statistics.median(times), max(r["peak_mb"] for r in ok)
             speed = f"{naive_median / median:.2f}x" if naive_median else "—"
+            if missed and arm != "naive" and naive_median:
+                speed += " (naive wrong)"
             rel = None
-            if reference and "error" not in reference and reference["certified"]:
-                rel = max_relative(ok[0]["energies"], reference["energies"])
-                check = f"{rel:.1e} vs certified reference"
-            elif arm == "naive" and naive_missed:
+            if arm == "naive" and missed:
                 lowest, below = ok[0]["energies"][0], ours_runs[0]["energies"][0]
                 check = f"NOT the lowest: a state at {below:.6g} lies below its {lowest:.6g}"
-            elif arm != "naive" and naive_runs and not naive_missed:
+            elif reference_ok:
+                rel = max_relative(ok[0]["energies"], reference["energies"])
+                kind = "tight certified reference" if side**dims > args.reference_max else "certified reference"
+                check = f"{rel:.1e} vs {kind}"
+            elif arm == "naive" and missed:
+                lowest, below = ok[0]["energies"][0], ours_runs[0]["energies"][0]
+                check = f"NOT the lowest: a state at {below:.6g} lies below its {lowest:.6g}"
+            elif arm != "naive" and naive_runs and not missed:
                 rel = max_relative(ok[0]["energies"], naive_runs[0]["energies"])
                 check = f"{rel:.1e} vs naive"
             else:
@@ -227,14 +249,18 @@ def main() -> int:
                 # The eigenvalues must be checked: against a certified reference or the naive arm where it is valid,
                 # and by ours' own count where no reference exists.
                 counted = bool(certificate and certificate["certified"])
-                eigen_ok = (rel is not None and rel <= TARGET_REL) and (counted or bool(reference))
-                if rel is None:
-                    eigen_ok = counted
-                met = ratio >= TARGET_SPEEDUP and peak <= TARGET_GB * 1024 and eigen_ok
-                note = " (the naive arm's eigenvalues are not the lowest)" if naive_missed else ""
+                # The eigenvalues must match a reference to 1e-6 (a certified one, or the naive arm where it is
+                # valid) and ours must be certified lowest by its own count; every repeat must have run.
+                eigen_ok = rel is not None and rel <= TARGET_REL and counted
+                all_ran = len(ok) == len(runs)
+                fits = peak * 2**20 <= TARGET_BYTES
+                met = ratio >= TARGET_SPEEDUP and fits and eigen_ok and all_ran
+                note = " (the naive arm's eigenvalues are not the lowest)" if missed else ""
                 note += "" if counted else " (ours not certified by a count)"
+                note += "" if rel is not None else " (no eigenvalue check)"
+                note += "" if all_ran else f" ({len(runs) - len(ok)} repeats failed)"
                 verdicts.append(
-                    f"{side}^2 {length_key} {profile}: {ratio:.2f}x, {peak:.0f} MB"
+                    f"{side}^2 {length_key} {profile}: {ratio:.2f}x, {peak:.0f} MiB"
                     f"{'' if rel is None else f', eigenvalues {rel:.1e}'} -> {'met' if met else 'MISSED'}{note}"
                 )
     uncertified = [c for c, r in references.items() if "error" in r or not r["certified"]]
@@ -242,7 +268,13 @@ def main() -> int:
         lines += ["", "References that could not be certified (no eigenvalue check against them):", ""]
         lines += [f"- {c}: {references[c]}" for c in uncertified]
     if verdicts:
-        lines += ["", f"Targets at 10^6 points (>= {TARGET_SPEEDUP:g}x the naive arm, <= {TARGET_GB:g} GB):", ""]
+        lines += [
+            "",
+            f"Targets at 10^6 points (>= {TARGET_SPEEDUP:g}x the naive arm's median, <= {TARGET_BYTES / 1e9:g} GB = "
+            f"{TARGET_BYTES / 2**20:.0f} MiB resident peak above baseline, eigenvalues to {TARGET_REL:g} of a "
+            "reference and certified lowest by a count):",
+            "",
+        ]
         lines += [f"- {v}" for v in verdicts]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -3,6 +3,7 @@ LOBPCG refinement, against references computed with the proven bound at machine 
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 from scipy.linalg import eigh, eigvalsh
 
@@ -137,6 +138,32 @@ def test_certify_lowest_catches_a_missed_state():
     assert certify_lowest(h, energies, vectors)["certified"]
     missing = certify_lowest(h, np.delete(energies, 2), np.delete(vectors, 2, axis=1))
     assert not missing["certified"] and missing["count"] == 6
+
+
+def test_certify_lowest_separates_a_degenerate_top_level_from_a_skipped_state():
+    # Eigenvalues 0..7, 9, 10 (three copies), 11, 12; the eigenvectors are the unit vectors.
+    values = np.array([*range(8), 9, 10, 10, 10, 11, 12], dtype=float)
+    h = sp.diags(values, format="csr")
+    pick = lambda idx: (values[idx], np.eye(values.size)[:, idx])  # noqa: E731
+    # Two of the three copies of the top level: the ten lowest, certified.
+    assert certify_lowest(h, *pick(list(range(10))))["certified"]
+    # 9 skipped, two copies of 10 returned instead: not the ten lowest.
+    skipped = certify_lowest(h, *pick([*range(8), 9 + 1, 10 + 1]))
+    assert not skipped["certified"] and skipped["count_below_group"] == 9
+
+
+def test_a_failing_lobpcg_falls_back_and_certify_checks_the_fit(monkeypatch):
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("the block lost rank")
+
+    monkeypatch.setattr(eigensolve, "_lobpcg", broken)
+    shape = (150, 150)
+    variance = paraboloid_variance(shape, 0.45) * 0.95 + 0.05
+    model = SchrodingerPCA(5, correlation_length=5.0, solver="shift-invert", certify=True).fit(variance)
+    np.testing.assert_allclose(
+        model.energies_, reference(variance.ravel() / variance.max(), shape, 25.0, 5), rtol=1e-10
+    )
+    assert model.certificate_["certified"] and model.certificate_["count"] == 5
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import scipy.sparse.linalg as sla
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .eigensolve import lowest_eigenpairs
+from .eigensolve import certify_lowest, lowest_eigenpairs, nested_dissection
 from .operators import grid_laplacian, hamiltonian, spectrum_lower_bound
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         ``shift-invert``: sparse Cholesky (CHOLMOD) of ``H - sigma I``, whose success certifies that no
         eigenvalue lies below ``sigma``, as the preconditioner of LOBPCG (:mod:`replab.spectral.eigensolve`). On
         grids ``sigma`` sits just below Rayleigh-Ritz values from a coarser grid's solution, whose states (with a
-        few random vectors) start LOBPCG; elsewhere ``sigma`` is a proven lower bound of the spectrum and the
+        random vector) start LOBPCG; elsewhere ``sigma`` is a proven lower bound of the spectrum and the
         solver shift-invert Lanczos. Fastest for 1-D/2-D grids and surface graphs. Grids of at most 1,500
         points are solved densely. ``lobpcg``: algebraic-multigrid preconditioned LOBPCG (pyamg), for 3-D
         grids where fill-in grows too fast. ``lanczos``: plain ``eigsh(which="SA")``, no factorisation, slow on
@@ -60,6 +60,12 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         SciPy's absolute residual (``None``: SciPy's default).
     random_state : int, Generator or None
         Seeds the solver's starting vector(s), so results are reproducible.
+    certify : bool
+        After the solve, count the eigenvalues below the top energy (Sylvester's law of inertia, one more sparse
+        factorisation: about the cost of the solve) and raise if the returned states are not the lowest
+        (:func:`~replab.spectral.eigensolve.certify_lowest`); the result is in ``certificate_``. Without it, what
+        is certified is that no eigenvalue lies below the solver's shift; that none above it was missed is what
+        the iteration delivers from a generic start.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         solver: str = "auto",
         tol: float | None = None,
         random_state: int | np.random.Generator | None = 0,
+        certify: bool = False,
     ):
         self.n_components = n_components
         self.correlation_length = correlation_length
@@ -77,6 +84,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         self.solver = solver
         self.tol = tol
         self.random_state = random_state
+        self.certify = certify
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, variances, y=None, *, laplacian: sp.spmatrix | None = None, dim: int | None = None):
@@ -129,6 +137,12 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
             )
         order = np.argsort(energies, kind="stable")
         energies, vectors = energies[order], vectors[:, order]
+        self.certificate_ = None
+        if self.certify:
+            points = nested_dissection(self.grid_shape_) if self.grid_shape_ is not None else None
+            self.certificate_ = certify_lowest(hamiltonian(scaled, lap, self.c_), energies, vectors, points)
+            if not self.certificate_["certified"]:
+                raise RuntimeError(f"the returned states are not certified lowest: {self.certificate_['how']}")
         # Deterministic signs: the largest-magnitude entry of each component is positive.
         signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
         signs[signs == 0] = 1.0
@@ -158,6 +172,8 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.tol is not None and (not isinstance(self.tol, Real) or not self.tol >= 0):
             raise ValueError(f"tol must be None or a non-negative number, got {self.tol!r}")
+        if not isinstance(self.certify, bool):
+            raise ValueError(f"certify must be True or False, got {self.certify!r}")
 
     # -- fitted quantities ---------------------------------------------------------------------
     @property
