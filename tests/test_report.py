@@ -121,6 +121,23 @@ def test_readme_block_is_generated_from_the_claims(tmp_path):
     assert report.update_readme(readme, tmp_path, check=True) is False
 
 
+def test_readme_bench_blocks_paste_the_committed_benchmark_output(tmp_path):
+    claims.save(results(), tmp_path)
+    (tmp_path / "bench.md").write_text("| case | time |\n|---|---|\n| a | 1.0 |")
+    readme = tmp_path / "README.md"
+    block = "<!-- bench:begin bench.md -->\nold table\n<!-- bench:end -->"
+    readme.write_text(f"{report.README_BEGIN}\n{report.README_END}\n{block}\ntail\n")
+    assert report.update_readme(readme, tmp_path) is True
+    text = readme.read_text()
+    assert "old table" not in text and "| a | 1.0 |\n<!-- bench:end -->\ntail\n" in text
+    assert report.update_readme(readme, tmp_path, check=True) is False
+    (tmp_path / "bench.md").write_text("| a | 2.0 |\n")
+    assert report.update_readme(readme, tmp_path, check=True) is True  # a new benchmark output makes it stale
+    readme.write_text(f"{report.README_BEGIN}\n{report.README_END}\n<!-- bench:begin gone.md -->\n<!-- bench:end -->\n")
+    with pytest.raises(ValueError, match="gone.md"):
+        report.update_readme(readme, tmp_path)
+
+
 def test_committed_readme_agrees_with_the_committed_claims():
     assert not report.update_readme(ROOT / "README.md", ROOT / "metrics", check=True), (
         "README results differ from metrics/*.claims.json: run `replab report --readme`"

@@ -22,6 +22,16 @@ def paraboloid_variance(shape: Sequence[int], radius_fraction: float = 0.4) -> n
     return np.clip(1.0 - r2 / radius**2, 0.0, None)
 
 
+def disc_variance(shape: Sequence[int], radius_fraction: float = 0.3, floor: float = 0.05) -> np.ndarray:
+    """A sharp-edged profile: 1 inside a centred disc (ball) of radius ``radius_fraction * min(shape)``,
+    ``floor`` outside."""
+    shape = tuple(int(n) for n in shape)
+    radius = radius_fraction * min(shape)
+    axes = [np.arange(n) - (n - 1) / 2 for n in shape]
+    r2 = sum(np.meshgrid(*[a**2 for a in axes], indexing="ij"))
+    return np.where(r2 < radius**2, 1.0, float(floor))
+
+
 @dataclass(frozen=True)
 class FilteredNoiseField:
     """Field ``sigma(x) * (g * w)(x)``: white noise ``w`` on a grid padded by the filter radius, a

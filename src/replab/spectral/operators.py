@@ -8,18 +8,21 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def grid_laplacian(shape: Sequence[int]) -> sp.csr_matrix:
-    """Positive semi-definite ``-Lap`` on a regular grid: unit spacing, Dirichlet (zero) outside.
+def grid_laplacian(shape: Sequence[int], spacing: Sequence[float] | None = None) -> sp.csr_matrix:
+    """Positive semi-definite ``-Lap`` on a regular grid: unit spacing (or ``spacing`` per axis), Dirichlet
+    (zero) outside.
 
-    The (2d+1)-point stencil: 2d on the diagonal, -1 for each axis neighbour. Points are
-    ordered as ``np.ravel`` orders them (C order).
+    The (2d+1)-point stencil: 2d on the diagonal, -1 for each axis neighbour (each axis divided by its
+    spacing squared). Points are ordered as ``np.ravel`` orders them (C order).
     """
     shape = tuple(int(n) for n in shape)
     if not 1 <= len(shape) <= 3 or min(shape) < 1:
         raise ValueError(f"grid shape must have 1 to 3 positive sizes, got {shape}")
+    spacing = (1.0,) * len(shape) if spacing is None else tuple(float(s) for s in spacing)
     ops = []
     for axis, n in enumerate(shape):
         second_diff = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
+        second_diff = second_diff / spacing[axis] ** 2
         factors = [sp.identity(m, format="csr") for m in shape]
         factors[axis] = second_diff
         term = factors[0]
@@ -58,8 +61,8 @@ def spectrum_lower_bound(scaled_variances: np.ndarray, laplacian: sp.spmatrix, c
     Split ``L = L0 + diag(r)`` with ``L0`` having zero row sums and edge weights ``w_ij = -L_ij``. Then
     ``x'(S L0 + L0 S)x = sum_edges w_ij [(S_i + S_j)(x_i - x_j)^2 + (S_i - S_j)(x_i^2 - x_j^2)]``; bounding
     the second term (and the first where a weight is negative, as cotangent weights can be) and the
-    ``diag(r)`` part node by node gives the bound. A shift below it makes ``H - sigma I`` positive definite,
-    so shift-invert returns exactly the lowest eigenvalues.
+    ``diag(r)`` part node by node gives the bound. A shift below it makes ``H - sigma I`` positive definite:
+    no eigenvalue lies below it.
     """
     s = np.asarray(scaled_variances, dtype=float).ravel()
     coo = sp.coo_matrix(laplacian)

@@ -14,6 +14,7 @@ import scipy.sparse.linalg as sla
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .eigensolve import certify_lowest, lowest_eigenpairs, nested_dissection
 from .operators import grid_laplacian, hamiltonian, spectrum_lower_bound
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,30 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         Kinetic coefficient. ``None`` uses ``l**2``, the value consistent with the Taylor expansion of
         the covariance (the paper's public notebooks use ``s**2`` for a Gaussian filter of width ``s``).
     solver : {"auto", "shift-invert", "lanczos", "lobpcg"}
-        ``shift-invert``: sparse LU of ``H - sigma I`` with ``sigma`` below a guaranteed spectrum bound,
-        fastest for 1-D/2-D grids and surface graphs. ``lobpcg``: algebraic-multigrid preconditioned
-        LOBPCG (pyamg), for 3-D grids where LU fill-in grows too fast. ``lanczos``: plain
-        ``eigsh(which="SA")``, no factorisation, slow on large grids. ``auto`` picks LOBPCG for 3-D grids
-        above 3 x 10^4 points (where it overtakes the LU) and shift-invert otherwise.
-    tol : float
-        Eigensolver tolerance (0: machine precision for ARPACK).
+        ``shift-invert``: sparse Cholesky (CHOLMOD) of ``H - sigma I``, whose success certifies that no
+        eigenvalue lies below ``sigma``, as the preconditioner of LOBPCG (:mod:`replab.spectral.eigensolve`). On
+        grids ``sigma`` sits just below Rayleigh-Ritz values from a coarser grid's solution, whose states (with a
+        random vector) start LOBPCG; elsewhere ``sigma`` is a proven lower bound of the spectrum and the
+        solver shift-invert Lanczos. Fastest for 1-D/2-D grids and surface graphs. Grids of at most 1,500
+        points are solved densely. ``lobpcg``: algebraic-multigrid preconditioned LOBPCG (pyamg), for 3-D
+        grids where fill-in grows too fast. ``lanczos``: plain ``eigsh(which="SA")``, no factorisation, slow on
+        large grids. ``auto`` picks LOBPCG for 3-D grids
+        above 3 x 10^4 points (where it overtakes the factorisation) and shift-invert otherwise.
+    tol : float or None
+        Eigensolver tolerance. ``shift-invert`` on grids of 20,000 points or more: the residual ``||H v - E v||``
+        allowed per state, relative to max(1, max |E|) (smaller problems are solved to machine precision);
+        ``None`` means 1e-6 (energies then agree with a machine-precision solve to ~1e-10; a
+        component's error is about the residual over its energy gap, so near-degenerate states mix), 0 machine
+        precision. ``lanczos``: ARPACK's relative tolerance (``None``: 0, machine precision). ``lobpcg``:
+        SciPy's absolute residual (``None``: SciPy's default).
     random_state : int, Generator or None
         Seeds the solver's starting vector(s), so results are reproducible.
+    certify : bool
+        After the solve, count the eigenvalues below the top energy (Sylvester's law of inertia, one more sparse
+        factorisation: about the cost of the solve) and raise if the returned states are not the lowest
+        (:func:`~replab.spectral.eigensolve.certify_lowest`); the result is in ``certificate_``. Without it, what
+        is certified is that no eigenvalue lies below the solver's shift; that none above it was missed is what
+        the iteration delivers from a generic start.
     """
 
     def __init__(
@@ -58,8 +74,9 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         correlation_length: float = 1.0,
         c: float | None = None,
         solver: str = "auto",
-        tol: float = 0.0,
+        tol: float | None = None,
         random_state: int | np.random.Generator | None = 0,
+        certify: bool = False,
     ):
         self.n_components = n_components
         self.correlation_length = correlation_length
@@ -67,6 +84,7 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         self.solver = solver
         self.tol = tol
         self.random_state = random_state
+        self.certify = certify
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, variances, y=None, *, laplacian: sp.spmatrix | None = None, dim: int | None = None):
@@ -100,13 +118,31 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
         scaled = variances.ravel() / self.variance_scale_
         length = float(self.correlation_length)
         self.c_ = length**2 if self.c is None else float(self.c)
-        h = hamiltonian(scaled, lap, self.c_)
         solver = self._pick_solver(n_points)
-        energies, vectors = _lowest_eigenpairs(
-            h, self.n_components, solver, spectrum_lower_bound(scaled, lap, self.c_), self.tol, self.random_state
-        )
+        self.shift_ = None
+        if solver == "shift-invert":
+            energies, vectors, self.shift_ = lowest_eigenpairs(
+                scaled,
+                lap,
+                self.c_,
+                self.n_components,
+                grid_shape=self.grid_shape_,
+                tol=self.tol,
+                rng=np.random.default_rng(self.random_state),
+            )
+        else:
+            h = hamiltonian(scaled, lap, self.c_)
+            energies, vectors = _lowest_eigenpairs(
+                h, self.n_components, solver, spectrum_lower_bound(scaled, lap, self.c_), self.tol, self.random_state
+            )
         order = np.argsort(energies, kind="stable")
         energies, vectors = energies[order], vectors[:, order]
+        self.certificate_ = None
+        if self.certify:
+            points = nested_dissection(self.grid_shape_) if self.grid_shape_ is not None else None
+            self.certificate_ = certify_lowest(hamiltonian(scaled, lap, self.c_), energies, vectors, points)
+            if not self.certificate_["certified"]:
+                raise RuntimeError(f"the returned states are not certified lowest: {self.certificate_['how']}")
         # Deterministic signs: the largest-magnitude entry of each component is positive.
         signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])])
         signs[signs == 0] = 1.0
@@ -134,8 +170,10 @@ class SchrodingerPCA(TransformerMixin, BaseEstimator):
             raise ValueError(f"c must be None or a positive finite number, got {self.c!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if not isinstance(self.tol, Real) or self.tol < 0:
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
+        if self.tol is not None and (not isinstance(self.tol, Real) or not self.tol >= 0):
+            raise ValueError(f"tol must be None or a non-negative number, got {self.tol!r}")
+        if not isinstance(self.certify, bool):
+            raise ValueError(f"certify must be True or False, got {self.certify!r}")
 
     # -- fitted quantities ---------------------------------------------------------------------
     @property
@@ -215,13 +253,8 @@ def _lowest_eigenpairs(h, k, solver, lower_bound, tol, random_state):
     n = h.shape[0]
     rng = np.random.default_rng(random_state)
     v0 = rng.standard_normal(n)
-    if solver == "shift-invert":
-        # sigma strictly below the spectrum: H - sigma I is positive definite, so the k eigenvalues
-        # nearest sigma are the k lowest.
-        sigma = lower_bound - 1e-3 * max(1.0, abs(lower_bound))
-        energies, vectors = sla.eigsh(h, k=k, sigma=sigma, which="LM", tol=tol, v0=v0)
-    elif solver == "lanczos":
-        energies, vectors = sla.eigsh(h, k=k, which="SA", tol=tol, v0=v0)
+    if solver == "lanczos":
+        energies, vectors = sla.eigsh(h, k=k, which="SA", tol=tol or 0.0, v0=v0)
     else:
         energies, vectors = _lobpcg(h, k, lower_bound, tol, rng)
     log.debug("solver %s: energies %s", solver, energies)
