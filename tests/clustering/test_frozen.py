@@ -17,10 +17,10 @@ def tiny(**changes):
     return FrozenDPACConfig(**{**base, **changes})
 
 
-@pytest.mark.parametrize("views", ["noise", "neighbours"])
-def test_heads_learn_separated_clusters(views):
+@pytest.mark.parametrize(("views", "target"), [("noise", "frozen"), ("neighbours", "frozen"), ("noise", "trunk")])
+def test_heads_learn_separated_clusters(views, target):
     x, y = blobs()
-    model = FrozenDPAC(tiny(views=views, n_neighbours=5)).fit(x)
+    model = FrozenDPAC(tiny(views=views, n_neighbours=5, target_features=target)).fit(x)
     from replab.clustering.metrics import clustering_accuracy
 
     assert clustering_accuracy(y, model.labels_) > 0.9
@@ -60,6 +60,8 @@ def test_compare_on_features_rows_and_bad_input():
         FrozenDPAC(tiny()).fit(np.full((10, 3), np.nan))
     with pytest.raises(ValueError, match="views"):
         FrozenDPACConfig(views="crops")
+    with pytest.raises(ValueError, match="target_features"):
+        FrozenDPACConfig(target_features="pixels")
 
 
 def test_summarise_takes_the_stronger_kmeans_as_baseline():

@@ -33,6 +33,9 @@ class FrozenDPACConfig:
     noise: float = 0.1  # Gaussian noise, in units of each (standardised) input dimension's std
     dropout: float = 0.1  # feature dropout in each view
     n_neighbours: int = 10  # views="neighbours": the second view comes from one of these
+    # The features the PAC target's distances are taken on: the frozen encoder's (DPAC's backbone is the frozen
+    # encoder here) or the trainable trunk's.
+    target_features: Literal["frozen", "trunk"] = "frozen"
     m: float = 1.03
     temperature: float = 0.5
     warmup_epochs: int = 0  # InfoNCE only, before the clustering loss (DPAC's SimCLR warm-up)
@@ -45,6 +48,8 @@ class FrozenDPACConfig:
     def __post_init__(self):
         if self.views not in ("noise", "neighbours"):
             raise ValueError(f"views must be 'noise' or 'neighbours', got {self.views!r}")
+        if self.target_features not in ("frozen", "trunk"):
+            raise ValueError(f"target_features must be 'frozen' or 'trunk', got {self.target_features!r}")
         if self.n_clusters < 2 or self.epochs < 1 or self.warmup_epochs < 0 or self.batch_size < 2:
             raise ValueError("need n_clusters >= 2, epochs >= 1, warmup_epochs >= 0 and batch_size >= 2")
         if not 0 <= self.dropout < 1 or self.noise < 0 or self.n_neighbours < 1:
@@ -100,6 +105,7 @@ class FrozenDPAC:
         # Standardised inputs: MiniLM's unit vectors have per-dimension scales near 1/sqrt(d).
         self.mean_, self.scale_ = x.mean(0), x.std(0) + 1e-6
         inputs = torch.from_numpy((x - self.mean_) / self.scale_)
+        frozen = torch.from_numpy(x)  # the encoder's own features, for the PAC target's cosine distances
         neighbours = _nearest_neighbours(x, c.n_neighbours) if c.views == "neighbours" else None
         torch.manual_seed(c.seed)
         generator = torch.Generator().manual_seed(c.seed)
@@ -121,13 +127,14 @@ class FrozenDPAC:
                 if neighbours is not None:
                     pick = torch.randint(0, neighbours.shape[1], (len(index),), generator=generator)
                     partner = neighbours[index, pick]
-                h1, logits1, z1 = self.model_(self._view(inputs[index], generator))
+                view = self._view(inputs[index], generator)
+                h1, logits1, z1 = self.model_(view)
                 _, _, z2 = self.model_(self._view(inputs[partner], generator))
                 if phase == "simclr":
                     nce = info_nce(z1, z2, c.temperature)
                     out = {"loss": nce, "kl": torch.tensor(float("nan")), "info_nce": nce}
                 else:
-                    out = loss_fn(h1, logits1, z1, z2)
+                    out = loss_fn(frozen[index] if c.target_features == "frozen" else h1, logits1, z1, z2)
                 optimiser.zero_grad()
                 out["loss"].backward()
                 optimiser.step()
