@@ -202,7 +202,7 @@ def test_pac_headline_judges_the_best_frozen_setting(heads, verdict, best):
         {"setting": name, "method": method, "seed": seed, "acc": acc}
         for name, head in zip("ab", heads)
         for seed in (0, 1)
-        for method, acc in zip(["DPAC head", *BASELINES], [head, 70.0, 76.0, 65.0])
+        for method, acc in zip(["DPAC head", *BASELINES], [head, 70.0, 76.0, 73.0, 65.0])
     ]
     deep = {k: {"acc": 50.0} for k in ("DPAC head", "PAC on DPAC features", "k-means on DPAC features")}
     offline = pd.DataFrame([{"dataset": "digits", "method": "k-means (n_init=10)", "seed": 0, "acc": 79}])
@@ -221,9 +221,11 @@ def test_pac_headline_judges_the_best_frozen_setting(heads, verdict, best):
         frozen_scales={"a": "A", "b": "B"},
     )
     gain = results.get("dpac_gain_over_kmeans_same_features")
-    # The baseline is the stronger k-means (76, standardised), not the weaker one (70).
+    # The baseline is the strongest k-means (76, standardised), not the weaker ones (70, 73).
     assert gain.verdict == verdict and gain.ours == pytest.approx(max(heads) - 76.0)
     assert f"setting {best}" in gain.scale and gain.paper.value == 16.6
+    over_pac = results.get("dpac_gain_over_pac_same_features")
+    assert over_pac.ours == pytest.approx(max(heads) - 65.0) and over_pac.verdict == "n/a"
 
 
 def _accept(

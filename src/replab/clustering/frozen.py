@@ -2,11 +2,13 @@
 
 The features are computed once (the packaged MiniLM on WordNet glosses, or a SimCLR-pretrained digits CNN); a
 trainable MLP trunk with DPAC's clustering and projection heads is trained on them with DPAC's own loss
-(:class:`~replab.clustering.online.OnlinePAC`: KL to the online PAC target on the trunk's features, plus InfoNCE
-between two views), as SCAN/TEMI-style pipelines train heads on frozen encoders. A view of a sample is its
-feature with Gaussian noise and feature dropout (``views="noise"``); with ``views="neighbours"`` the second view
-is, instead, a noisy copy of one of the sample's nearest neighbours in the frozen space (SCAN's observation
-that neighbours in a good embedding share a class), which changes the views, not the loss.
+(:class:`~replab.clustering.online.OnlinePAC`: KL to the online PAC target, plus InfoNCE between two views), as
+SCAN/TEMI-style pipelines train heads on frozen encoders. The target's cosine distances are taken on the frozen
+features by default (the frozen encoder is DPAC's backbone here; the paper's backbone is trained, so its target
+moves with it), or on the trunk's (``target_features="trunk"``). A view of a sample is its feature with Gaussian
+noise and feature dropout (``views="noise"``); with ``views="neighbours"`` the second view is a noisy copy of one
+of the sample's nearest neighbours in the frozen space instead (the neighbours SCAN mines): it changes InfoNCE's
+positive pair only; the loss is DPAC's, not SCAN's neighbour-consistency loss.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .online import OnlinePAC, info_nce
 class FrozenDPACConfig:
     n_clusters: int = 10
     hidden_dim: int = 512
-    feature_dim: int = 128  # the trunk's output: the features the PAC target's distances are taken on
+    feature_dim: int = 128  # the trunk's output (the PAC target's features where target_features="trunk")
     projection_dim: int = 128
     views: Literal["noise", "neighbours"] = "noise"
     noise: float = 0.1  # Gaussian noise, in units of each (standardised) input dimension's std
@@ -91,7 +93,8 @@ class FrozenHistory:
 
 class FrozenDPAC:
     """Scikit-learn style: ``FrozenDPAC(config).fit(features)``, then ``labels_``, ``predict``,
-    ``predict_proba``, ``history_``. Deterministic for a given ``config.seed`` on the CPU."""
+    ``predict_proba``, ``history_``. Deterministic for a given ``config.seed`` on the CPU with the same thread
+    count and BLAS (it seeds torch's global generator)."""
 
     def __init__(self, config: FrozenDPACConfig | None = None, progress: bool = False):
         self.config = config or FrozenDPACConfig()
@@ -160,7 +163,7 @@ class FrozenDPAC:
 
     @torch.no_grad()
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """The trunk's features (what the PAC target's distances were taken on)."""
+        """The trunk's features."""
         return self._forward(features)[0].numpy()
 
     @torch.no_grad()
@@ -185,15 +188,19 @@ def _nearest_neighbours(x: np.ndarray, k: int) -> torch.Tensor:
     return torch.from_numpy(index[:, 1:].copy())
 
 
-BASELINES = ("k-means (n_init=10)", "k-means (n_init=10), standardised", "PAC (cosine, m=1.03)")
+KMEANS = ("k-means (n_init=10)", "k-means (n_init=10), standardised", "k-means (n_init=10), L2-normalised")
+OFFLINE_PAC = "PAC (cosine, m=1.03)"
+BASELINES = (*KMEANS, OFFLINE_PAC)
 
 
 def compare_on_features(
     features: np.ndarray, labels: np.ndarray, config: FrozenDPACConfig, seeds: list[int], progress: bool = True
 ) -> tuple[list[dict], dict[int, FrozenHistory]]:
     """DPAC heads and the offline clusterers on the same frozen ``features``, one row per (method, seed) with
-    ACC / NMI / ARI in percent; the heads' training histories by seed. k-means runs on the features as given and
-    standardised (the heads' input), so the stronger of the two can be the baseline."""
+    ACC / NMI / ARI in percent; the heads' training histories by seed. k-means runs on the features as given,
+    standardised (the heads' input) and L2-normalised (the geometry of the cosine distances the PAC target uses),
+    so the strongest of the three can be the baseline; offline PAC (cosine) is the offline counterpart of the
+    online target."""
     from sklearn.cluster import KMeans
 
     from .metrics import scores
@@ -201,6 +208,7 @@ def compare_on_features(
 
     x = np.asarray(features, dtype=np.float32)
     standardised = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    normalised = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     k = config.n_clusters
     rows, histories = [], {}
     for seed in tqdm(seeds, desc="frozen-feature clustering", disable=not progress):
@@ -208,9 +216,10 @@ def compare_on_features(
         histories[seed] = model.history_
         predictions = {
             "DPAC head": model.labels_,
-            BASELINES[0]: KMeans(k, n_init=10, random_state=seed).fit_predict(x),
-            BASELINES[1]: KMeans(k, n_init=10, random_state=seed).fit_predict(standardised),
-            BASELINES[2]: PAC(k, m=1.03, metric="cosine", random_state=seed).fit(x).labels_,
+            KMEANS[0]: KMeans(k, n_init=10, random_state=seed).fit_predict(x),
+            KMEANS[1]: KMeans(k, n_init=10, random_state=seed).fit_predict(standardised),
+            KMEANS[2]: KMeans(k, n_init=10, random_state=seed).fit_predict(normalised),
+            OFFLINE_PAC: PAC(k, m=1.03, metric="cosine", random_state=seed).fit(x).labels_,
         }
         for method, predicted in predictions.items():
             rows.append({"method": method, "seed": seed, **scores(labels, predicted)})
@@ -243,6 +252,7 @@ def setting_config(setting, n_clusters: int, m: float, temperature: float, batch
         noise=s["noise"],
         dropout=s["dropout"],
         n_neighbours=s["n_neighbours"],
+        target_features=s["target_features"],
         m=m,
         temperature=temperature,
         warmup_epochs=cap(s["warmup_epochs"]),
@@ -254,15 +264,20 @@ def setting_config(setting, n_clusters: int, m: float, temperature: float, batch
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Per setting (rows of ``results``: setting, method, seed, acc, ...): each method's mean and std ACC over
-    seeds, the baseline (the stronger k-means by mean ACC) and the head's gain over it in points."""
+    seeds; the baseline (the strongest k-means by mean ACC), the head's gain over it in points and the std over
+    seeds of the per-seed gain (same seed, paired); the gain over offline PAC."""
     table = results.groupby(["setting", "method"], sort=False).acc.agg(["mean", "std"]).unstack("method")
     out = pd.DataFrame(index=table.index)
     for method in ("DPAC head", *BASELINES):
         out[f"{method} mean"] = table["mean"][method]
         out[f"{method} std"] = table["std"][method]
-    kmeans = out[[f"{m} mean" for m in BASELINES[:2]]]
+    kmeans = out[[f"{m} mean" for m in KMEANS]]
     out["baseline"] = kmeans.idxmax(axis=1).str.removesuffix(" mean")
     out["baseline mean"] = kmeans.max(axis=1)
     out["gain"] = out["DPAC head mean"] - out["baseline mean"]
+    by_seed = results.pivot_table(index=["setting", "seed"], columns="method", values="acc")
+    paired = by_seed["DPAC head"] - by_seed.apply(lambda row: row[out.loc[row.name[0], "baseline"]], axis=1)
+    out["gain std"] = paired.groupby(level="setting").std()
+    out["gain over offline PAC"] = out["DPAC head mean"] - out[f"{OFFLINE_PAC} mean"]
     out["seeds"] = results.groupby("setting", sort=False).seed.nunique()
     return out

@@ -153,7 +153,7 @@ def headline(
         ),
     ]
     if frozen is not None and len(frozen):
-        claims.append(_frozen_claim(frozen, frozen_scales or {}))
+        claims.extend(_frozen_claims(frozen, frozen_scales or {}))
     if cifar10 is not None:
         claims.append(
             claim(
@@ -169,24 +169,44 @@ def headline(
     return PaperResults(paper="pac", profile=profile, scale=dict(scale), claims=claims, timings=dict(timings or {}))
 
 
-def _frozen_claim(frozen: pd.DataFrame, scales: Mapping[str, str]):
-    """The best pre-set setting's gain of DPAC's head over the stronger k-means on the same frozen features."""
+def _frozen_claims(frozen: pd.DataFrame, scales: Mapping[str, str]) -> list:
+    """The best pre-set setting's gain of DPAC's head over the strongest k-means on the same frozen features (the
+    issue's target), and over offline PAC on them (the direct offline counterpart; no target)."""
     best = str(frozen.gain.idxmax())
     row = frozen.loc[best]
     others = ", ".join(f"{name} {gain:+.1f}" for name, gain in frozen.gain.items())
-    return claim(
-        "dpac_gain_over_kmeans_same_features",
-        "DPAC head ACC minus k-means ACC on the same frozen encoder features (points, means over seeds), "
-        f"best of {len(frozen)} pre-set settings",
-        float(row.gain),
-        scale=f"setting {best}: {scales.get(best, '?')}, {int(row.seeds)} seeds",
-        method="paper",
-        target=TARGETS["dpac_gain_over_kmeans_same_features"],
-        paper=PaperValue(
-            value=16.6,
-            source=TABLE + " (computed: 93.4 − 76.8)",
-            note="DPAC vs k-means on the SimCLR features it starts from; " + CIFAR_NOTE,
+    scale = f"setting {best}: {scales.get(best, '?')}, {int(row.seeds)} seeds"
+    return [
+        claim(
+            "dpac_gain_over_kmeans_same_features",
+            "DPAC head ACC minus k-means ACC on the same frozen encoder features (points, means over seeds), "
+            f"best of {len(frozen)} pre-set settings",
+            float(row.gain),
+            scale=scale,
+            method="paper",
+            target=TARGETS["dpac_gain_over_kmeans_same_features"],
+            paper=PaperValue(
+                value=16.6,
+                source=TABLE + " (computed: 93.4 − 76.8)",
+                note="DPAC vs k-means on the SimCLR features it starts from; " + CIFAR_NOTE,
+            ),
+            note=f"{best}: DPAC head {row['DPAC head mean']:.1f} ± {row['DPAC head std']:.1f}, {row.baseline} "
+            f"{row['baseline mean']:.1f} (the strongest k-means); per-seed gain std {row['gain std']:.1f}; the "
+            f"best setting is picked on the reported seeds; every setting's gain: {others}",
         ),
-        note=f"{best}: DPAC head {row['DPAC head mean']:.1f} ± {row['DPAC head std']:.1f}, {row.baseline} "
-        f"{row['baseline mean']:.1f}; every setting's gain: {others}",
-    )
+        claim(
+            "dpac_gain_over_pac_same_features",
+            "DPAC head ACC minus offline PAC ACC on the same frozen encoder features (points, means over seeds), "
+            "same setting",
+            float(row["gain over offline PAC"]),
+            scale=scale,
+            method="paper",
+            paper=PaperValue(
+                value=6.3,
+                source=TABLE + " (computed: 93.4 − 87.1)",
+                note="DPAC vs PAC on the SimCLR features it starts from; " + CIFAR_NOTE,
+            ),
+            reason="no target: the issue's target is against k-means",
+            note=f"offline PAC {row['PAC (cosine, m=1.03) mean']:.1f} ± {row['PAC (cosine, m=1.03) std']:.1f}",
+        ),
+    ]

@@ -35,6 +35,7 @@ class FrozenSetting(Strict):
     noise: float = Field(ge=0)
     dropout: float = Field(ge=0, lt=1)
     n_neighbours: int = Field(ge=1)
+    target_features: Literal["frozen", "trunk"]
     hidden_dim: int = Field(ge=2)
     warmup_epochs: int = Field(ge=0)
     epochs: int = Field(ge=1)
