@@ -103,6 +103,18 @@ class ResNet18(nn.Module):
         return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
 
 
+def dpac_heads(feature_dim: int, n_clusters: int, projection_dim: int) -> tuple[nn.Linear, nn.Sequential]:
+    """DPAC's linear clustering head and MLP projection head on ``feature_dim`` features (created in this order,
+    so a seed gives the same weights wherever they are built)."""
+    cluster_head = nn.Linear(feature_dim, n_clusters)
+    projection_head = nn.Sequential(
+        nn.Linear(feature_dim, feature_dim),
+        nn.ReLU(),
+        nn.Linear(feature_dim, projection_dim),
+    )
+    return cluster_head, projection_head
+
+
 class DPAC(nn.Module):
     def __init__(self, config: DPACConfig):
         super().__init__()
@@ -115,12 +127,8 @@ class DPAC(nn.Module):
             self.backbone = SmallCNN(config.width, config.feature_dim, config.channels)
         else:
             raise ValueError(f"backbone must be 'small_cnn' or 'resnet18', got {config.backbone!r}")
-        self.cluster_head = nn.Linear(config.feature_dim, config.n_clusters)
-        self.projection_head = nn.Sequential(
-            nn.Linear(config.feature_dim, config.feature_dim),
-            nn.ReLU(),
-            nn.Linear(config.feature_dim, config.projection_dim),
-        )
+        heads = dpac_heads(config.feature_dim, config.n_clusters, config.projection_dim)
+        self.cluster_head, self.projection_head = heads
 
     def forward(self, x):
         h = self.backbone(x)

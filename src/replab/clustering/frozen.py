@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..progress import tqdm
+from .dpac import dpac_heads
 from .online import OnlinePAC, info_nce
 
 
@@ -69,12 +70,8 @@ class FeatureHeads(nn.Module):
             nn.ReLU(),
             nn.Linear(config.hidden_dim, config.feature_dim),
         )
-        self.cluster_head = nn.Linear(config.feature_dim, config.n_clusters)
-        self.projection_head = nn.Sequential(
-            nn.Linear(config.feature_dim, config.feature_dim),
-            nn.ReLU(),
-            nn.Linear(config.feature_dim, config.projection_dim),
-        )
+        heads = dpac_heads(config.feature_dim, config.n_clusters, config.projection_dim)
+        self.cluster_head, self.projection_head = heads
 
     def forward(self, x):
         h = self.trunk(x)
