@@ -50,7 +50,8 @@ EDGE_ACCEPT = (
 # FeDeRA's stage modules of the federated package.
 FEDERA_STAGE = ("__init__", "params", "headline", "experiment", "flower", "methods", "data", "aggregate")
 # Library modules no stage runs (deployment on real devices): changing them cannot change a stage's results.
-OUTSIDE_STAGES = ("federated/deploy.py", "federated/supernode.py")
+# Confidant's head scheduler runs only in its benchmark until the confidant stage lands.
+OUTSIDE_STAGES = ("federated/deploy.py", "federated/supernode.py", "edge/heads.py", "edge/head_exec.py")
 
 
 @dataclass(frozen=True)
