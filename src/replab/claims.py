@@ -77,6 +77,11 @@ class Claim(_Model):
         description="the paper's method, our reconstruction of it, a stand-in for it, or a baseline we compare with"
     )
     timing: bool = Field(False, description="depends on the machine's speed: goes to <paper>.timing.json")
+    measured: bool = Field(
+        False,
+        description="a measurement of this machine other than speed (e.g. peak resident memory): kept in "
+        "<paper>.json, but a re-run on the same inputs may differ slightly",
+    )
     machine: Machine | None = None
     spread: Spread | None = None
     note: str = ""
@@ -91,8 +96,8 @@ class Claim(_Model):
             raise ValueError(f"claim {self.key}: an n/a verdict needs its reason")
         if self.ours is None and not self.reason:
             raise ValueError(f"claim {self.key}: a missing value needs its reason")
-        if self.timing and self.machine is None:
-            raise ValueError(f"claim {self.key}: a timing claim names the machine it was measured on")
+        if (self.timing or self.measured) and self.machine is None:
+            raise ValueError(f"claim {self.key}: a timing or measured claim names the machine it was measured on")
         return self
 
     def describe_ours(self) -> str:
@@ -126,6 +131,7 @@ def claim(
     paper: PaperValue | None = None,
     unit: str = "",
     timing: bool = False,
+    measured: bool = False,
     machine: Machine | None = None,
     spread: Spread | None = None,
     note: str = "",
@@ -155,6 +161,7 @@ def claim(
         scale=scale,
         method=method,
         timing=timing,
+        measured=measured,
         machine=machine,
         spread=spread,
         note=note,
@@ -246,16 +253,21 @@ def _dump(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _compact(claim_json: dict) -> dict:
+    """A claim as written: ``measured`` only where set (files of papers without such claims stay as they were)."""
+    return {k: v for k, v in claim_json.items() if k != "measured" or v}
+
+
 def save(results: PaperResults, folder: Path) -> dict[str, Path]:
     """Write a paper's run into ``folder``: scalars and claims, the timing-dependent ones apart."""
     out = paths(folder, results.paper)
     _dump(out["metrics"], headline_scalars(results, timing=False))
     _dump(out["timing"], headline_scalars(results, timing=True))
     body = results.model_dump(mode="json", exclude={"timings", "machine"})
-    body["claims"] = [c for c in body["claims"] if not c["timing"]]
+    body["claims"] = [_compact(c) for c in body["claims"] if not c["timing"]]
     _dump(out["claims"], body)
     timed = results.model_dump(mode="json", include={"timings", "machine"})
-    timed["claims"] = [c.model_dump(mode="json") for c in results.claims if c.timing]
+    timed["claims"] = [_compact(c.model_dump(mode="json")) for c in results.claims if c.timing]
     _dump(out["timing_claims"], timed)
     return out
 
@@ -302,4 +314,9 @@ def load(path: Path) -> PaperResults:
 
 def deterministic(claims: Iterable[Claim]) -> list[dict]:
     """The claims that must not change between runs on the same inputs (tests compare these)."""
-    return [c.model_dump(mode="json") for c in claims if not c.timing]
+    return [c.model_dump(mode="json") for c in claims if not (c.timing or c.measured)]
+
+
+def measured_keys(claims: Iterable[Claim]) -> set[str]:
+    """Keys of ``<paper>.json`` that are measurements of the machine (allowed to differ between re-runs)."""
+    return {c.key for c in claims if c.measured}

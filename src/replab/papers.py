@@ -46,12 +46,33 @@ EDGE_ACCEPT = (
     "layer_timing",
 )
 
+# Confidant's part of the edge engine package.
+EDGE_CONFIDANT = (
+    "__init__",
+    "confidant",
+    "confidant_params",
+    "confidant_headline",
+    "llm",
+    "memory_model",
+    "heads",
+    "head_exec",
+    "pipeline",
+    "emulate",
+    "partition",
+    "models",
+    "compression",
+    "profiles",
+    "layer_timing",
+)
+# The head scheduler's committed measurements on a GPU machine, which the notebook shows beside this run's.
+CONFIDANT_GPU_RESULTS = tuple(
+    f"benchmarks/results/confidant_heads_h200_{name}.json" for name in ("cuda", "cuda_s2048", "cpu16")
+)
 
 # FeDeRA's stage modules of the federated package.
 FEDERA_STAGE = ("__init__", "params", "headline", "experiment", "flower", "methods", "data", "aggregate")
 # Library modules no stage runs (deployment on real devices): changing them cannot change a stage's results.
-# Confidant's head scheduler runs only in its benchmark until the confidant stage lands.
-OUTSIDE_STAGES = ("federated/deploy.py", "federated/supernode.py", "edge/heads.py", "edge/head_exec.py")
+OUTSIDE_STAGES = ("federated/deploy.py", "federated/supernode.py")
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,21 @@ PAPERS: dict[str, Paper] = {
                 ),
             ),
             key_figure="end_to_end",
+            logs=True,
+        ),
+        Paper(
+            key="confidant",
+            title="Confidant: LLM customisation across memory-limited edge devices (reconstruction)",
+            citation="Confidant: Customizing Transformer-based LLMs via Collaborative Edge Training. "
+            "arXiv:2311.13381 (HotMobile 2024 submission)",
+            params_model="replab.edge.confidant_params:ConfidantParams",
+            # pipeline.py imports the boundary codec (unused here: Confidant sends fp32).
+            code=tuple(f"edge/{m}.py" for m in EDGE_CONFIDANT)
+            + ("kernels/__init__.py", "kernels/_compression_triton.py", "kernels/cpu_codec.py", "kernels/_codec.c"),
+            data=("wordnet",),
+            deps=CONFIDANT_GPU_RESULTS,
+            plots=(Plot("losses", "step", ("single", "pipeline"), "Training loss per step (same data, seed 0)"),),
+            key_figure="memory_per_device",
             logs=True,
         ),
         Paper(

@@ -439,6 +439,19 @@ class EmulatedCluster:
             else:
                 signal.raise_signal(pending[0])
 
+    def oom_kills(self) -> list[int]:
+        """Per device, the processes the kernel killed for going over its memory cap (cgroup v1's
+        ``memory.oom_control``); zeros when not emulated. Read it before the cluster closes."""
+        counts = []
+        for i in range(len(self.devices)):
+            try:
+                text = (self._cgroup("memory", i) / "memory.oom_control").read_text() if self.emulated else ""
+            except OSError:
+                text = ""
+            found = re.search(r"^oom_kill (\d+)$", text, re.M)
+            counts.append(int(found.group(1)) if found else 0)
+        return counts
+
     def leftovers(self) -> list[str]:
         """Namespaces, cgroups and host-side veths of this cluster still present (empty after ``close``)."""
         names = [name for name in _namespaces() if name.startswith(self.prefix + "-")]

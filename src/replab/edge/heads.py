@@ -161,6 +161,19 @@ def attention_flops(batch: int, seq_len: int, head_dim: int, causal: bool = True
     return full / 2 if causal else full
 
 
+PHONE_SOURCE = (
+    "published figures and assumptions, not measurements: Qualcomm Snapdragon 8 Gen 2. CPU: 8 Kryo cores, fp32 "
+    "peak taken as 8 cores x 2.8 GHz x 16 FLOP/cycle = 358 GFLOP/s at an assumed efficiency of 0.15 (as the "
+    "AccEPT device profile); GPU: Adreno 740, about 2 TFLOP/s fp32 as commonly reported (Qualcomm publishes no "
+    "figure) at an assumed efficiency of 0.1; copies at the shared LPDDR5x's 67 GB/s (product brief); 0.5 ms "
+    "assumed to launch GPU work"
+)
+PHONE_BACKENDS = {
+    "phone-cpu": {"gflops": 358.4 * 0.15, "cores": list(range(8))},
+    "phone-gpu": {"gflops": 2000 * 0.1, "copy_gbs": 67.0, "device": "gpu:0", "dispatch_ms": 0.5},
+}
+
+
 def published_head_profile(
     name: str,
     source: str,
@@ -202,6 +215,8 @@ def published_head_profile(
 
 
 __all__ = [
+    "PHONE_BACKENDS",
+    "PHONE_SOURCE",
     "HeadBackend",
     "HeadProfile",
     "HeadSchedule",

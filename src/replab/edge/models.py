@@ -55,22 +55,28 @@ def tiny_transformer(
     """Embedding, ``n_blocks`` transformer blocks, and the LM head, as a list. Each layer is initialised from
     its own seed (``seed`` and its index), so a pipeline rank can build ``only`` its stage's layers — the
     others are ``None`` and cost no memory — and still get the same weights as the whole model."""
-    n_layers = n_blocks + 2
+
+    def make(i: int) -> nn.Module:
+        if i == 0:
+            return Embed(vocab, d_model, seq_len)
+        return Head(d_model, vocab) if i == n_blocks + 1 else Block(d_model, n_heads)
+
+    return layer_chain(n_blocks + 2, make, seed, only)
+
+
+def layer_chain(n_layers: int, make, seed: int, only: range | None = None) -> list[nn.Module | None]:
+    """``make(i)`` for each layer ``i`` in ``only`` (default all), each under its own seed (``seed`` and ``i``);
+    ``None`` for the others."""
     wanted = range(n_layers) if only is None else only
     if wanted.start < 0 or wanted.stop > n_layers:
         raise ValueError(f"layers {wanted.start}..{wanted.stop - 1} outside 0..{n_layers - 1}")
     layers: list[nn.Module | None] = []
     for i in range(n_layers):
-        if i not in wanted:
-            layers.append(None)
-            continue
-        torch.manual_seed(seed * 1_000_003 + i)
-        if i == 0:
-            layers.append(Embed(vocab, d_model, seq_len))
-        elif i == n_layers - 1:
-            layers.append(Head(d_model, vocab))
+        if i in wanted:
+            torch.manual_seed(seed * 1_000_003 + i)
+            layers.append(make(i))
         else:
-            layers.append(Block(d_model, n_heads))
+            layers.append(None)
     return layers
 
 

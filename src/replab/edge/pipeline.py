@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,7 @@ class _Decode(nn.Module):
 SCHEDULES = ("gpipe", "1f1b")
 WIRE_BITS = (None, 2, 4, 8)
 MODEL_KEYS = ("n_blocks", "d_model", "n_heads", "vocab", "seq_len")
+ARCHS = ("tiny", "gpt2")  # models.tiny_transformer on chain_task; llm.gpt2_layers on a token stream file
 
 
 @dataclass
@@ -117,9 +119,13 @@ class PipelineConfig:
     schedule: str = "gpipe"  # gpipe | 1f1b
     lr: float = 3e-3
     steps: int = 20
-    model: dict = field(default_factory=dict)  # tiny_transformer kwargs
+    model: dict = field(default_factory=dict)  # the architecture's MODEL_KEYS
     batch: int = 16
     seed: int = 0
+    arch: str = "tiny"
+    tokens: str | None = None  # gpt2: an int32 .npy token stream to draw windows from
+    init: str | None = None  # gpt2: a checkpoint folder to start from (None: the seed's initialisation)
+    lora_rank: int = 0  # > 0: train only LoRA adapters (PEFT) of this rank on each stage
 
     def __post_init__(self):
         starts = list(self.starts)
@@ -135,6 +141,12 @@ class PipelineConfig:
             )
         if self.steps < 1 or not self.lr > 0:
             raise ValueError(f"steps must be >= 1 and lr > 0, got steps={self.steps}, lr={self.lr}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "gpt2" and not self.tokens:
+            raise ValueError("arch gpt2 trains on a token stream: give tokens (an int32 .npy file)")
+        if self.lora_rank < 0 or (self.lora_rank and self.arch != "gpt2"):
+            raise ValueError(f"lora_rank must be >= 0, and is for arch gpt2 only (got {self.lora_rank}, {self.arch})")
         unknown = sorted(set(self.model) - set(MODEL_KEYS))
         if unknown:
             raise ValueError(f"unknown model settings {unknown} (known: {', '.join(MODEL_KEYS)})")
@@ -145,9 +157,7 @@ class PipelineConfig:
             raise ValueError(f"stage starts {starts} leave no layer for the last stage ({self.n_layers} layers)")
 
     def model_kwargs(self) -> dict:
-        from .models import tiny_transformer
-
-        defaults = inspect.signature(tiny_transformer).parameters
+        defaults = inspect.signature(_builder(self.arch)).parameters
         return {k: self.model.get(k, defaults[k].default) for k in MODEL_KEYS}
 
     @property
@@ -157,6 +167,62 @@ class PipelineConfig:
     def stage_range(self, stage: int) -> range:
         ends = list(self.starts[1:]) + [self.n_layers]
         return range(self.starts[stage], ends[stage])
+
+
+def _builder(arch: str):
+    from .llm import gpt2_layers
+    from .models import tiny_transformer
+
+    return {"tiny": tiny_transformer, "gpt2": gpt2_layers}[arch]
+
+
+def build_layers(config: PipelineConfig, only: range | None = None) -> list[nn.Module | None]:
+    """The configured model's layers (``None`` outside ``only``), from a checkpoint where one is given."""
+    layers = _builder(config.arch)(seed=config.seed, only=only, **config.model_kwargs())
+    if config.init:
+        from .llm import load_checkpoint
+
+        with torch.no_grad():
+            load_checkpoint(layers, config.init)
+    if config.lora_rank:
+        for i, layer in enumerate(layers):
+            if layer is not None:
+                torch.manual_seed(config.seed * 1_000_003 + i + 500_000)  # adapters drawn per layer, like weights
+                layers[i] = with_lora(layer, config.lora_rank)
+    return layers
+
+
+def training_batches(config: PipelineConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (inputs, targets) of every step: every rank draws the same ones from the seed."""
+    kwargs = config.model_kwargs()
+    if config.arch == "gpt2":
+        import numpy as np
+
+        from .llm import stream_batches
+
+        stream = np.load(config.tokens, mmap_mode="r")  # pages only the drawn windows
+        return stream_batches(stream, config.steps, config.batch, kwargs["seq_len"], seed=config.seed)
+    from .models import chain_task
+
+    return chain_task(config.steps, config.batch, kwargs["seq_len"], kwargs["vocab"], seed=config.seed)
+
+
+def with_lora(module: nn.Module, rank: int) -> nn.Module:
+    """PEFT LoRA adapters of ``rank`` on the projections, token embedding and head in ``module``; only they
+    train."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = ["c_attn", "c_proj", "c_fc", "wte", "lm_head"]
+    present = {name.rsplit(".", 1)[-1] for name, _ in module.named_modules()} & set(targets)
+    if not present:
+        raise ValueError("no LoRA target (c_attn, c_proj, c_fc, wte, lm_head) in this stage")
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=sorted(present))
+    with warnings.catch_warnings():  # GPT-2's Conv1D wants fan_in_fan_out, which PEFT sets itself (and says so)
+        warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
+        module = inject_adapter_in_model(config, module)
+    for name, p in module.named_parameters():
+        p.requires_grad_("lora_" in name)
+    return module
 
 
 def stage_module(layers: list[nn.Module | None], config: PipelineConfig, stage: int, boundary) -> nn.Module:
@@ -195,7 +261,8 @@ class StageClock:
         module.register_forward_pre_hook(on_input)
         module.register_forward_hook(on_output)
         for p in module.parameters():
-            p.register_post_accumulate_grad_hook(lambda p: mark("b1"))
+            if p.requires_grad:  # frozen under LoRA
+                p.register_post_accumulate_grad_hook(lambda p: mark("b1"))
 
     def intervals(self) -> tuple[list[float], list[float]]:
         """(forward seconds, backward seconds), one per micro-batch, in order."""
@@ -240,14 +307,14 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> dict:
     memory: ``rss_start_mb`` (before the model) and ``peak_rss_mb``."""
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-    from .models import boundary_shape, chain_task, lm_loss, tiny_transformer
+    from .models import boundary_shape, lm_loss
 
     if world != len(config.starts):
         raise ValueError(f"{world} processes for {len(config.starts)} stages")
     rss_start = peak_rss_mb()
     kwargs = config.model_kwargs()
-    layers = tiny_transformer(seed=config.seed, only=config.stage_range(rank), **kwargs)
-    data = chain_task(config.steps, config.batch, kwargs["seq_len"], kwargs["vocab"], seed=config.seed)
+    layers = build_layers(config, only=config.stage_range(rank))
+    data = training_batches(config)
     micro = config.batch // config.n_microbatches
     shape = boundary_shape(micro, **kwargs)
     module = stage_module(layers, config, rank, shape)
@@ -259,7 +326,7 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> dict:
     stage = PipelineStage(module, rank, world, torch.device("cpu"), input_args=(example,))
     schedule_cls = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[config.schedule]
     schedule = schedule_cls(stage, config.n_microbatches, loss_fn=lm_loss)
-    params = list(module.parameters())
+    params = [p for p in module.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.lr) if params else None
     losses: list[float] = []
     step_end: list[float] = []
@@ -267,17 +334,15 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> dict:
     for x, y in data:
         if optimiser:
             optimiser.zero_grad()
-        if rank == 0:
-            schedule.step(x)
-        elif rank == world - 1:
-            step_losses: list[torch.Tensor] = []
-            schedule.step(target=y, losses=step_losses)
+        last = rank == world - 1
+        step_losses: list[torch.Tensor] = []
+        # The first stage feeds the inputs, the last one the targets (one stage alone does both).
+        schedule.step(*((x,) if rank == 0 else ()), **(dict(target=y, losses=step_losses) if last else {}))
+        if last:
             losses.append(float(torch.stack(step_losses).detach().mean()))
             # Progress on stderr, which the launcher logs and shows on the terminal.
             if len(losses) % max(1, config.steps // 10) == 0 or len(losses) == config.steps:
                 print(f"step {len(losses)}/{config.steps} loss {losses[-1]:.4f}", file=sys.stderr, flush=True)
-        else:
-            schedule.step()
         if optimiser:
             optimiser.step()
         step_end.append(time.perf_counter() - began)
@@ -295,14 +360,13 @@ def run_rank(rank: int, world: int, config: PipelineConfig) -> dict:
 
 def single_process_losses(config: PipelineConfig) -> list[float]:
     """The same training on one process (the reference the pipeline must match without compression)."""
-    from .models import chain_task, lm_loss, tiny_transformer
+    from .models import lm_loss
 
-    kwargs = config.model_kwargs()
-    model = nn.Sequential(*tiny_transformer(seed=config.seed, **kwargs))
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = nn.Sequential(*build_layers(config))
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     losses = []
     micro = config.batch // config.n_microbatches
-    for x, y in chain_task(config.steps, config.batch, kwargs["seq_len"], kwargs["vocab"], seed=config.seed):
+    for x, y in training_batches(config):
         optimiser.zero_grad()
         total = 0.0
         for i in range(config.n_microbatches):

@@ -1,0 +1,204 @@
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from replab.edge import confidant as cf
+from replab.edge.confidant_headline import headline
+from replab.edge.confidant_params import DeviceKind
+from replab.edge.emulate import EmulatedDevice, emulation_available
+from replab.edge.llm import (
+    gloss_texts,
+    gpt2_config,
+    gpt2_layers,
+    load_checkpoint,
+    n_parameters,
+    stream_batches,
+    token_stream,
+    train_tokenizer,
+)
+from replab.edge.memory_model import (
+    LayerFootprint,
+    fewest_devices,
+    in_flight,
+    plan_memory,
+    probe_runtime_mb,
+    stage_memory,
+)
+from replab.edge.partition import InfeasiblePartition
+from replab.edge.pipeline import PipelineConfig, build_layers, launch, single_process_losses
+from replab.measure import machine
+
+from ..conftest import ROOT
+
+TINY = dict(n_blocks=2, d_model=32, n_heads=4, vocab=300, seq_len=16)
+available, why = emulation_available()
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    texts = gloss_texts(ROOT / "data")[:3000]
+    tok = train_tokenizer(texts, TINY["vocab"])
+    path = tmp_path_factory.mktemp("tokens") / "tokens.npy"
+    np.save(path, token_stream(tok, texts))
+    return str(path)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_gpt2_chain_equals_transformers_gpt2_and_is_causal(tmp_path, tied):
+    from transformers import GPT2LMHeadModel
+
+    config = gpt2_config(**TINY)
+    config.tie_word_embeddings = tied
+    torch.manual_seed(1)
+    reference = GPT2LMHeadModel(config).eval()
+    reference.save_pretrained(tmp_path)
+    layers = gpt2_layers(**TINY)
+    with torch.no_grad():
+        load_checkpoint(layers, tmp_path)
+    chain = torch.nn.Sequential(*layers)
+    ids = torch.randint(0, TINY["vocab"], (2, 16))
+    torch.testing.assert_close(chain(ids), reference(ids).logits)
+    later = ids.clone()
+    later[:, -1] = (later[:, -1] + 1) % TINY["vocab"]
+    torch.testing.assert_close(chain(later)[:, :-1], chain(ids)[:, :-1])  # no token sees the future
+    assert sum(p.numel() for p in chain.parameters()) == n_parameters(**TINY)
+
+
+def test_gpt2_small_sized_model_has_gpt2_smalls_parameter_count():
+    assert abs(n_parameters(n_blocks=12, d_model=768, n_heads=12, vocab=25_000, seq_len=128) - 124.4e6) < 0.3e6
+
+
+def test_every_parameter_lies_in_exactly_one_sub_model():
+    whole = gpt2_layers(**TINY, seed=3)
+    starts = [0, 1, 3]
+    stages = [range(a, b) for a, b in zip(starts, starts[1:] + [len(whole)])]
+    seen = {}
+    for r in stages:
+        part = gpt2_layers(**TINY, seed=3, only=r)
+        assert all((layer is None) == (i not in r) for i, layer in enumerate(part))
+        for i in r:
+            for name, p in part[i].named_parameters():
+                assert (i, name) not in seen
+                seen[(i, name)] = p
+    expected = {(i, n): p for i, layer in enumerate(whole) for n, p in layer.named_parameters()}
+    assert seen.keys() == expected.keys()
+    for key, p in expected.items():
+        torch.testing.assert_close(seen[key], p)  # a rank builds the same weights as the whole model
+
+
+def test_tokenizer_and_batches_are_deterministic():
+    texts = gloss_texts(ROOT / "data")[:500]
+    a, b = train_tokenizer(texts, 400), train_tokenizer(texts, 400)
+    assert a.get_vocab() == b.get_vocab()
+    stream = token_stream(a, texts)
+    assert stream.max() < 400 and (stream == token_stream(b, texts)).all()
+    (x, y), *_ = stream_batches(stream, 2, 3, 8, seed=4)
+    (x2, y2), *_ = stream_batches(stream, 2, 3, 8, seed=4)
+    assert torch.equal(x, x2) and torch.equal(x[:, 1:], y[:, :-1])
+    with pytest.raises(ValueError, match="too short"):
+        stream_batches(stream[:5], 1, 1, 8)
+
+
+def fp(params, trainable, saved, output=1):
+    return LayerFootprint(params, trainable, trainable, saved, output)
+
+
+def test_memory_plan_minimises_the_largest_stage_and_names_the_fewest_devices():
+    MB = 2**20
+    layers = [fp(10 * MB, 10 * MB, 1 * MB), *[fp(5 * MB, 5 * MB, 2 * MB)] * 4, fp(8 * MB, 8 * MB, 3 * MB)]
+    for n in (2, 3):
+        plan = plan_memory(layers, n, math.inf, n_micro=2, runtime_mb=100)
+        best = min(
+            max(
+                stage_memory(layers, range(a, b), n, i, 2, "gpipe", 100).total
+                for i, (a, b) in enumerate(zip((0, *cuts), (*cuts, len(layers))))
+            )
+            for cuts in itertools.combinations(range(1, len(layers)), n - 1)
+        )
+        assert plan.peak_mb == pytest.approx(best)
+        assert plan.starts[0] == 0 and len(plan.stages) == n
+    need = plan_memory(layers, 2, math.inf, n_micro=2, runtime_mb=100).peak_mb
+    with pytest.raises(InfeasiblePartition, match=r"fewest devices of this kind that fit it: 3"):
+        plan_memory(layers, 2, need - 1, n_micro=2, runtime_mb=100)
+    assert fewest_devices(layers, need - 1, 2, runtime_mb=100) == 3
+    with pytest.raises(InfeasiblePartition, match="one layer alone exceeds"):
+        plan_memory(layers, 2, 150, n_micro=2, runtime_mb=100)
+    assert in_flight("gpipe", 4, 3, 2) == 4 and in_flight("1f1b", 4, 3, 0) == 3 and in_flight("1f1b", 4, 3, 2) == 1
+
+
+@pytest.mark.parametrize("lora", [0, 4])
+def test_pipeline_matches_one_process_and_memory_model_matches_measured_peaks(tokens, lora):
+    """The 3-stage pipeline's losses equal one process's (GPipe averages micro-batch gradients), and every
+    rank's VmHWM is within the stated 15 % of the memory model (the runtime probed as the ranks run)."""
+    config = PipelineConfig(
+        starts=[0, 2, 3],
+        arch="gpt2",
+        tokens=tokens,
+        model=TINY,
+        steps=3,
+        batch=4,
+        n_microbatches=2,
+        lr=1e-2,
+        lora_rank=lora,
+    )
+    result = launch(config, env_extra={r: cf.RANK_ENV for r in range(3)})
+    np.testing.assert_allclose(result["losses"], single_process_losses(config), rtol=1e-6)
+    runtime = probe_runtime_mb("gpt2", bool(lora), env=cf.RANK_ENV)
+    footprints = cf.footprints(config)
+    for rank, r in enumerate(result["ranks"]):
+        modelled = stage_memory(footprints, config.stage_range(rank), 3, rank, 2, "gpipe", runtime).total
+        assert abs(modelled / r["peak_rss_mb"] - 1) <= 0.15, (rank, modelled, r["peak_rss_mb"])
+    if lora:
+        trainable = [n for layer in build_layers(config) for n, p in layer.named_parameters() if p.requires_grad]
+        assert trainable and all("lora_" in n for n in trainable)
+
+
+@pytest.mark.skipif(not available, reason=f"device emulation needs root, iproute2 and cgroup v1: {why}")
+def test_a_rank_over_its_devices_memory_cap_is_reported_not_hung(tokens, tmp_path):
+    config = PipelineConfig(starts=[0, 2], arch="gpt2", tokens=tokens, model=TINY, steps=2, batch=4, n_microbatches=2)
+    devices = [EmulatedDevice("roomy", 1.0, 4096, 100), EmulatedDevice("tiny", 1.0, 120, 100)]
+    with pytest.raises(cf.DeviceOutOfMemory, match=r"tiny \(stage 1, cap 120 MB\)"):
+        cf.run_on_devices(config, devices, emulate=True, log_dir=tmp_path)
+
+
+def test_throughput_and_devices_of():
+    assert cf.throughput({"step_seconds": [1.0, 2.0, 3.0]}, 100) == pytest.approx(100)
+    kind = DeviceKind(name="phone", cpu_share=0.6, memory_mb=1800, bandwidth_mbit=200.0)
+    devs = cf.devices_of(kind, 2, memory_mb=5000)
+    assert [d.memory_mb for d in devs] == [5000, 5000] and devs[0].cpu_share <= 0.6
+
+
+def test_headline_judges_reduction_and_picks_the_backend_target():
+    head = {
+        "schedule": {"a": 2, "b": 2},
+        "single_ms": {"a": 2.0, "b": 2.0},
+        "best_single": "a",
+        "speedup": 1.5,
+        "rounds": {"schedule": [1.0, 1.0, 1.2], "a": [1.5, 1.6, 1.5], "b": [2.0, 2.0, 2.0]},
+    }
+    common = dict(
+        n_devices=3,
+        memory_errors=[0.05, -0.2],
+        memory_tolerance=0.15,
+        fewest_devices=3,
+        device_cap_mb=1800,
+        loss_max_abs_diff=0.0,
+        throughput_ratio=1.2,
+        head=head,
+        head_predicted_phone=1.1,
+        emulated=True,
+        machine=machine(),
+        profile="tiny",
+        scale={"model": "m"},
+    )
+    run = headline(single_peak_mb=1000.0, device_peaks_mb=[500.0, 540.0, 520.0], head_cuda=False, **common)
+    assert run.get("peak_memory_reduction").ours == pytest.approx(0.46)
+    assert run.get("peak_memory_reduction").verdict == "met" and run.get("peak_memory_reduction").measured
+    assert run.get("memory_model_max_error").verdict == "missed"  # |-0.2| > 0.15
+    assert run.get("head_schedule_speedup").target.level == 1.0
+    cuda = headline(single_peak_mb=1000.0, device_peaks_mb=[600.0, 500.0, 500.0], head_cuda=True, **common)
+    assert cuda.get("peak_memory_reduction").verdict == "missed"
+    assert cuda.get("head_schedule_speedup").target.level == 1.3 and cuda.get("head_schedule_speedup").verdict == "met"
