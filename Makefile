@@ -103,6 +103,7 @@ bench: setup kernels
 	$(BIN)/python benchmarks/spca_solver.py --dims 2 --out benchmarks/results/spca_solver_2d_cpu.md
 	$(BIN)/python benchmarks/spca_solver.py --dims 3 --repeats 1 --reference-max 20000 --out benchmarks/results/spca_solver_3d_cpu.md
 	$(BIN)/python benchmarks/compression.py
+	$(BIN)/python benchmarks/confidant_heads.py --no-cuda --out benchmarks/results/confidant_heads_cpu.md
 
 # A notebook run by hand writes to build/scratch/<paper>/, never into a stage's tracked outs.
 lab: data

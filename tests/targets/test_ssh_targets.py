@@ -348,6 +348,29 @@ def test_two_hosts_in_namespaces_train_the_pipeline_like_one_process(user_key, t
     assert (tmp_path / "logs" / "rank1.log").read_text().count("loss") == 4
 
 
+def test_a_gpt2_pipeline_ships_its_token_stream_to_each_target(loopback_host, tmp_path):
+    """A GPT-2 config's token file travels to every target (the config there names the shipped copy); a
+    checkpoint folder does not, and is refused before anything runs."""
+    import dataclasses
+
+    import numpy as np
+
+    from replab.edge.pipeline import PipelineConfig, single_process_losses
+    from replab.targets.multihost import launch
+
+    tokens = tmp_path / "tokens.npy"
+    np.save(tokens, (np.arange(5000) * 7 % 300).astype(np.int32))
+    model = dict(n_blocks=2, d_model=32, n_heads=4, vocab=300, seq_len=16)
+    cfg = PipelineConfig(
+        starts=[0, 2], arch="gpt2", tokens=str(tokens), model=model, batch=4, n_microbatches=2, steps=2
+    )
+    remotes = [Remote(n, loopback_host.target(tmp_path / f"w{n}"), on_line=lambda line: None) for n in "ab"]
+    result = launch(cfg, remotes, timeout=240)
+    assert result["losses"] == pytest.approx(single_process_losses(cfg), rel=1e-5)
+    with pytest.raises(TargetError, match="not shipped to targets"):
+        launch(dataclasses.replace(cfg, init=str(tmp_path)), remotes)
+
+
 def test_the_first_failing_rank_stops_the_others_and_is_named(loopback_host, tmp_path):
     """Rank 1 cannot open its gloo socket (no such interface): rank 0, waiting at the rendezvous, is stopped
     there and the error names rank 1."""

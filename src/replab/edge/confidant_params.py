@@ -57,6 +57,9 @@ class ConfidantParams(Strict):
                 raise ValueError(f"scale.{name}.device_counts must include headline_devices ({self.headline_devices})")
             if max(sc.device_counts) > sc.n_blocks + 2 or min(sc.device_counts) < 2:
                 raise ValueError(f"scale.{name}.device_counts: between 2 and {sc.n_blocks + 2} (the layers)")
+            if self.schedule == "1f1b" and sc.n_microbatches < max(sc.device_counts):
+                most = max(sc.device_counts)
+                raise ValueError(f"scale.{name}: 1F1B needs n_microbatches >= the most devices ({most})")
             if sc.batch % sc.n_microbatches:
                 raise ValueError(f"scale.{name}: batch must be a multiple of n_microbatches")
             if sc.d_model % sc.n_heads:

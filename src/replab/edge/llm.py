@@ -220,6 +220,26 @@ def n_parameters(n_blocks: int, d_model: int, n_heads: int, vocab: int, seq_len:
     return vocab * d_model * 2 + max(N_POSITIONS, seq_len) * d_model + n_blocks * per_block + 2 * d_model
 
 
+def main() -> None:
+    """``python -m replab.edge.llm --out tokens.npy``: the gloss token stream a ``gpt2`` pipeline config reads
+    (e.g. for ``replab target pipeline`` across attached devices)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    p.add_argument("--data", default="data", help="the project's data folder (WordNet glosses)")
+    p.add_argument("--vocab", type=int, default=GPT2_SMALL["vocab"])
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    texts = gloss_texts(a.data)
+    stream = token_stream(train_tokenizer(texts, a.vocab), texts)
+    np.save(a.out, stream)
+    print(f"{a.out}: {len(stream):,} tokens, vocabulary {a.vocab:,}")
+
+
+if __name__ == "__main__":
+    main()
+
+
 __all__ = [
     "EOS",
     "GPT2_SMALL",

@@ -49,11 +49,22 @@ def launch(
     results: list[dict | None] = [None] * world
     errors: list[BaseException | None] = [None] * world
     failed_order: list[int] = []  # ranks in the order they failed (the first is the cause; the others follow)
+    if config.init:
+        raise TargetError(
+            f"a checkpoint folder ({config.init}) is not shipped to targets: start from the seed's initialisation, "
+            "or run on emulated devices"
+        )
+    inputs: dict[str, Path] = {}
+    sent = asdict(config)
+    if config.tokens:  # a GPT-2 run's token stream travels with the config, into each run folder
+        inputs["tokens.npy"] = Path(config.tokens)
+        sent["tokens"] = "tokens.npy"
     with tempfile.TemporaryDirectory(prefix="replab-multihost-") as tmp:
         folder = Path(log_dir) if log_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         config_file = Path(tmp) / "config.json"
-        config_file.write_text(json.dumps(asdict(config), indent=1))
+        config_file.write_text(json.dumps(sent, indent=1))
+        inputs["config.json"] = config_file
 
         def rank_main(rank: int) -> None:
             remote = remotes[rank]
@@ -85,7 +96,7 @@ def launch(
             try:
                 remote.run(
                     ["python", "-m", "replab.edge.pipeline", "config.json", "result.json"],
-                    inputs={"config.json": config_file},
+                    inputs=inputs,
                     outputs={"result.json": folder / f"rank{rank}.json"},
                     env=env,
                     timeout=timeout,
