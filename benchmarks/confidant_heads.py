@@ -62,7 +62,7 @@ def main() -> None:
         f"# Confidant head scheduler, measured ({where})",
         "",
         f"Attention of {a.heads} heads x {a.head_dim} dims, batch {a.batch}, sequence {a.seq_len}, causal, fp32; "
-        f"{a.rounds} interleaved rounds of {a.iters} runs per arm.",
+        f"{a.rounds} rounds of {a.iters} runs per arm, the arms' order shuffled per round.",
         "",
         "| arm | heads | predicted ms | measured ms (median of rounds) |",
         "| --- | --- | ---: | ---: |",
@@ -75,7 +75,12 @@ def main() -> None:
         )
     lines += [
         "",
-        f"Best single backend measured: {result['best_single']} (predicted: {list(single.heads)[0]}). "
+        (
+            f"The schedule puts every head on {result['same_as']}: it is that arm (timed once). "
+            if result["same_as"]
+            else ""
+        )
+        + f"Best single backend measured: {result['best_single']} (predicted: {list(single.heads)[0]}). "
         f"Speedup {result['speedup']:.2f}x (rounds {result['speedup_min']:.2f}-{result['speedup_max']:.2f}), "
         f"target >= {target} ({'CPU + CUDA' if cuda else 'CPU pools'}): **{'MET' if met else 'MISSED'}**. "
         f"Largest deviation from the unsplit attention: {result['max_abs_deviation']:.1e}.",

@@ -176,7 +176,8 @@ PAPERS: dict[str, Paper] = {
             params_model="replab.edge.confidant_params:ConfidantParams",
             # pipeline.py imports the boundary codec (unused here: Confidant sends fp32).
             code=tuple(f"edge/{m}.py" for m in EDGE_CONFIDANT)
-            + ("kernels/__init__.py", "kernels/_compression_triton.py", "kernels/cpu_codec.py", "kernels/_codec.c"),
+            + ("kernels/__init__.py", "kernels/_compression_triton.py", "kernels/cpu_codec.py", "kernels/_codec.c")
+            + ("targets",),  # runs the headline split across SSH targets where confidant.targets names some
             data=("wordnet",),
             deps=CONFIDANT_GPU_RESULTS,
             plots=(Plot("losses", "step", ("single", "pipeline"), "Training loss per step (same data, seed 0)"),),

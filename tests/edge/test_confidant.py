@@ -129,31 +129,92 @@ def test_memory_plan_minimises_the_largest_stage_and_names_the_fewest_devices():
     assert in_flight("gpipe", 4, 3, 2) == 4 and in_flight("1f1b", 4, 3, 0) == 3 and in_flight("1f1b", 4, 3, 2) == 1
 
 
-@pytest.mark.parametrize("lora", [0, 4])
-def test_pipeline_matches_one_process_and_memory_model_matches_measured_peaks(tokens, lora):
-    """The 3-stage pipeline's losses equal one process's (GPipe averages micro-batch gradients), and every
-    rank's VmHWM is within the stated 15 % of the memory model (the runtime probed as the ranks run)."""
+# Embedding-heavy: ~37 M parameters (590 MB with gradients and Adam) for little compute, so the model's own
+# terms, not the runtime, make up much of each rank's peak.
+MEDIUM = dict(n_blocks=2, d_model=512, n_heads=8, vocab=30_000, seq_len=64)
+
+
+@pytest.fixture(scope="module")
+def medium_tokens(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tokens") / "medium.npy"
+    np.save(path, (np.arange(20_000) * 7919 % MEDIUM["vocab"]).astype(np.int32))
+    return str(path)
+
+
+@pytest.mark.parametrize(("starts", "lora"), [([0, 1, 3], 0), ([0], 4)])
+def test_pipeline_matches_one_process_and_memory_model_matches_measured_peaks(medium_tokens, starts, lora):
+    """1F1B (the stage's schedule): the pipeline's losses equal one process's, and every rank's VmHWM is within
+    the stated 15 % of the memory model, on a model whose own memory (parameters, optimiser, activations) is a
+    large part of each rank's peak, so a wrong term shows."""
     config = PipelineConfig(
-        starts=[0, 2, 3],
+        starts=starts,
         arch="gpt2",
-        tokens=tokens,
-        model=TINY,
-        steps=3,
-        batch=4,
-        n_microbatches=2,
-        lr=1e-2,
+        tokens=medium_tokens,
+        model=MEDIUM,
+        steps=2,
+        batch=8,
+        n_microbatches=4,
+        schedule="1f1b",
+        lr=1e-3,
         lora_rank=lora,
     )
-    result = launch(config, env_extra={r: cf.RANK_ENV for r in range(3)})
-    np.testing.assert_allclose(result["losses"], single_process_losses(config), rtol=1e-6)
+    n = len(starts)
+    result = launch(config, env_extra={r: cf.RANK_ENV for r in range(n)})
+    np.testing.assert_allclose(result["losses"], single_process_losses(config), rtol=1e-5)
     runtime = probe_runtime_mb("gpt2", bool(lora), env=cf.RANK_ENV)
     footprints = cf.footprints(config)
-    for rank, r in enumerate(result["ranks"]):
-        modelled = stage_memory(footprints, config.stage_range(rank), 3, rank, 2, "gpipe", runtime).total
-        assert abs(modelled / r["peak_rss_mb"] - 1) <= 0.15, (rank, modelled, r["peak_rss_mb"])
+    modelled = [stage_memory(footprints, config.stage_range(i), n, i, 4, "1f1b", runtime) for i in range(n)]
+    measured = [r["peak_rss_mb"] for r in result["ranks"]]
+    for m, peak in zip(modelled, measured):
+        assert abs(m.total / peak - 1) <= 0.15, (m.as_dict(), peak)
+    if not lora:
+        # Above the runtime too: the model's own terms, summed over ranks, within the same 15 %. (With LoRA the
+        # model misses PEFT's transients: about 28 % of the part above the runtime here, 9 % of the total.)
+        above = sum(m.total - runtime for m in modelled)
+        assert above > 0.3 * sum(m.total for m in modelled)
+        assert abs(above / sum(p - runtime for p in measured) - 1) <= 0.15, ([m.as_dict() for m in modelled], measured)
     if lora:
         trainable = [n for layer in build_layers(config) for n, p in layer.named_parameters() if p.requires_grad]
         assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_a_killed_rank_is_reported_with_its_device(monkeypatch, tokens):
+    """The mapping from the kernel's OOM kill to the error, without root: the cluster's counter says device 1."""
+
+    class Cluster:
+        emulated, master_addr = True, "127.0.0.1"
+
+        def __init__(self, devices, enabled=True):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def command(self, i):
+            return []
+
+        def env(self, i):
+            return {}
+
+        def oom_kills(self):
+            return [0, 1]
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("pipeline ranks failed; rank 1 (exit -9)")
+
+    monkeypatch.setattr(cf, "EmulatedCluster", Cluster)
+    monkeypatch.setattr(cf, "launch", killed)
+    config = PipelineConfig(starts=[0, 2], arch="gpt2", tokens=tokens, model=TINY, steps=1, batch=2, n_microbatches=1)
+    devices = [EmulatedDevice("a", 1.0, 900, 100), EmulatedDevice("b", 1.0, 100, 100)]
+    with pytest.raises(cf.DeviceOutOfMemory, match=r"b \(stage 1, cap 100 MB\)"):
+        cf.run_on_devices(config, devices)
+    monkeypatch.setattr(Cluster, "oom_kills", lambda self: [0, 0])
+    with pytest.raises(RuntimeError, match="exit -9") as caught:
+        cf.run_on_devices(config, devices)
+    assert not isinstance(caught.value, cf.DeviceOutOfMemory)
 
 
 @pytest.mark.skipif(not available, reason=f"device emulation needs root, iproute2 and cgroup v1: {why}")
@@ -193,12 +254,26 @@ def test_headline_judges_reduction_and_picks_the_backend_target():
         machine=machine(),
         profile="tiny",
         scale={"model": "m"},
+        cap_hits=[0, 0, 0],
     )
-    run = headline(single_peak_mb=1000.0, device_peaks_mb=[500.0, 540.0, 520.0], head_cuda=False, **common)
+    run = headline(
+        single_peak_mb=2000.0, device_peaks_mb=[1000.0, 1080.0, 1040.0], head_cuda=False, headline_capped=True, **common
+    )
     assert run.get("peak_memory_reduction").ours == pytest.approx(0.46)
+    assert run.get("pipeline_loss_max_abs_diff").verdict == "met"
     assert run.get("peak_memory_reduction").verdict == "met" and run.get("peak_memory_reduction").measured
     assert run.get("memory_model_max_error").verdict == "missed"  # |-0.2| > 0.15
     assert run.get("head_schedule_speedup").target.level == 1.0
-    cuda = headline(single_peak_mb=1000.0, device_peaks_mb=[600.0, 500.0, 500.0], head_cuda=True, **common)
+    cuda = headline(
+        single_peak_mb=2000.0, device_peaks_mb=[1200.0, 1000.0, 1000.0], head_cuda=True, headline_capped=True, **common
+    )
     assert cuda.get("peak_memory_reduction").verdict == "missed"
+    lifted = headline(
+        single_peak_mb=2000.0, device_peaks_mb=[1000.0] * 3, head_cuda=False, headline_capped=False, **common
+    )
+    small = headline(
+        single_peak_mb=1500.0, device_peaks_mb=[1000.0] * 3, head_cuda=False, headline_capped=True, **common
+    )
+    for r, why in ((lifted, "cap lifted"), (small, "fits the cap")):
+        assert r.get("peak_memory_reduction").verdict == "n/a" and why in r.get("peak_memory_reduction").reason
     assert cuda.get("head_schedule_speedup").target.level == 1.3 and cuda.get("head_schedule_speedup").verdict == "met"

@@ -28,10 +28,13 @@ class DeviceOutOfMemory(RuntimeError):
     """A rank was killed by the kernel for going over its device's memory cap."""
 
 
-def run_on_devices(config: PipelineConfig, devices: list[EmulatedDevice], emulate: bool = True, log_dir=None) -> dict:
+def run_on_devices(
+    config: PipelineConfig, devices: list[EmulatedDevice], emulate: bool = True, log_dir=None, rank_env=RANK_ENV
+) -> dict:
     """Train ``config`` with one rank per device (inside an emulated cluster where possible): launch()'s
-    result plus ``emulated``. A rank the kernel kills for exceeding its device's cap raises
-    :class:`DeviceOutOfMemory` naming the device, instead of a bare exit code."""
+    result plus ``emulated`` and ``cap_hits`` (per device, how often it reached its memory cap). A rank the
+    kernel kills for exceeding its device's cap raises :class:`DeviceOutOfMemory` naming the device, instead of
+    a bare exit code."""
     with EmulatedCluster(devices, enabled=emulate) as cluster:
         n = len(devices)
         try:
@@ -39,7 +42,7 @@ def run_on_devices(config: PipelineConfig, devices: list[EmulatedDevice], emulat
                 config,
                 commands={i: cluster.command(i) for i in range(n)},
                 master_addr=cluster.master_addr,
-                env_extra={i: {**cluster.env(i), **RANK_ENV} for i in range(n)},
+                env_extra={i: {**cluster.env(i), **(rank_env or {})} for i in range(n)},
                 log_dir=log_dir,
             )
         except RuntimeError as exc:
@@ -55,6 +58,7 @@ def run_on_devices(config: PipelineConfig, devices: list[EmulatedDevice], emulat
                 ) from exc
             raise
         result["emulated"] = bool(cluster.emulated)
+        result["cap_hits"] = cluster.cap_hits()
     return result
 
 
@@ -91,7 +95,10 @@ def prepare_language_model(data_dir, work_dir, scale, pretrained: str | None) ->
         start = f"the cached GPT-2 checkpoint {pretrained} ({folder.name}), fine-tuned on WordNet glosses"
     else:
         tokenizer, init = train_tokenizer(texts, scale.vocab), None
-        why = f"{pretrained!r} is not cached here" if pretrained else "no checkpoint configured"
+        if folder is not None:
+            why = f"the cached {pretrained!r} has no tokenizer.json"
+        else:
+            why = f"{pretrained!r} is not cached here" if pretrained else "no checkpoint configured"
         start = f"scratch: a short pre-training on WordNet glosses from a random start ({why})"
     stream = token_stream(tokenizer, texts)
     if stream.max() >= model["vocab"]:
@@ -194,21 +201,23 @@ class Run:
     lifted: str | None  # why the device cap was lifted for this run (the model does not fit under it)
     result: dict
     lora: bool = False
+    cpu_share: float = 1.0
+    fixed_malloc: bool = True  # ranks ran with RANK_ENV (else glibc's default)
 
 
 def memory_study(lm: LanguageModel, scale, params, runtime_mb: dict, emulate: bool, log_dir=None, say=print):
     """Train the single device (memory uncapped: the baseline the split is judged against) and each of
     ``scale.device_counts`` devices of ``params.device`` (under the device's cap where the memory model fits
-    the model under it, else with the cap lifted to measure, and the refusal kept), plus a LoRA run on the
-    headline count. ``runtime_mb``: :func:`~.memory_model.probe_runtime_mb` without and with LoRA
-    (``{"full": .., "lora": ..}``)."""
+    the model under it, else with the cap lifted to measure, and the refusal kept), a LoRA run on the headline
+    count, and one device with glibc's default allocator settings for context. ``runtime_mb``:
+    :func:`~.memory_model.probe_runtime_mb` without and with LoRA (``{"full": .., "lora": ..}``)."""
     kind, n_micro, schedule = params.device, scale.n_microbatches, params.schedule
     fp = {lora: footprints(pipeline_config(lm, scale, params, [0], 2, lora=lora)) for lora in (False, True)}
     refusals: dict[int, str] = {}
     runs: list[Run] = []
     log_dir = Path(log_dir) if log_dir else None
 
-    def launch_run(label, n, steps, lora=False):
+    def launch_run(label, n, steps, lora=False, rank_env=RANK_ENV):
         runtime = runtime_mb["lora" if lora else "full"]
         plan, refusal = plan_or_refusal(fp[lora], n, kind.memory_mb, n_micro, schedule, runtime)
         if n == 1:  # the baseline: one device with all the memory of this machine
@@ -221,13 +230,16 @@ def memory_study(lm: LanguageModel, scale, params, runtime_mb: dict, emulate: bo
         say(f"{label}: {n} device(s), layers from {list(plan.starts)}, cap {cap} MB, {steps} steps")
         config = pipeline_config(lm, scale, params, plan.starts, steps, lora=lora)
         folder = log_dir / label if log_dir else None
-        result = run_on_devices(config, devices_of(kind, n, memory_mb=cap), emulate=emulate, log_dir=folder)
-        runs.append(Run(label, n, plan, cap, lifted, result, lora))
+        devices = devices_of(kind, n, memory_mb=cap)
+        result = run_on_devices(config, devices, emulate=emulate, log_dir=folder, rank_env=rank_env)
+        runs.append(Run(label, n, plan, cap, lifted, result, lora, devices[0].cpu_share, rank_env is not None))
 
     launch_run("single", 1, scale.steps)
     for n in scale.device_counts:
         launch_run(f"{n}_devices", n, scale.steps if n == params.headline_devices else scale.memory_steps)
     launch_run(f"{params.headline_devices}_devices_lora", params.headline_devices, scale.memory_steps, lora=True)
+    # Context, outside the memory model's check: one device with glibc's default (adaptive) mmap threshold.
+    launch_run("single_glibc_default", 1, scale.memory_steps, rank_env=None)
     return {"runs": runs, "refusals": refusals, "footprints": fp}
 
 

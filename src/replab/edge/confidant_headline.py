@@ -11,7 +11,11 @@ TARGETS = {
     "peak_memory_reduction": (">=", 0.45),  # the paper's "up to 45.3 %"
     "head_schedule_speedup_cpu": (">=", 1.0),  # the scheduler never loses to the best single CPU backend
     "head_schedule_speedup_cuda": (">=", 1.3),  # where CPU + CUDA are measured
+    "pipeline_loss_max_abs_diff": ("<=", 1e-4),  # the pipeline trains as one process does
 }
+MALLOC_NOTE = (
+    "ranks ran with glibc's mmap threshold fixed at 64 KiB (freed tensors return to the system), every run alike"
+)
 MEMORY_PAPER = PaperValue(value=0.453, source="abstract", note="up to 45.3 % memory reduction, on phones")
 SPEEDUP_PAPER = PaperValue(value=8.03, source="abstract", note="up to 8.03x inference speed-up (preliminary)")
 
@@ -25,6 +29,8 @@ def headline(
     memory_tolerance: float,
     fewest_devices: int | None,
     device_cap_mb: float,
+    headline_capped: bool,
+    cap_hits: list[int],
     loss_max_abs_diff: float,
     throughput_ratio: float,
     head: Mapping[str, object],
@@ -38,12 +44,27 @@ def headline(
 ) -> PaperResults:
     """``device_peaks_mb``: VmHWM of each rank of the ``n_devices`` headline run; ``memory_errors``: modelled /
     measured - 1 for every rank of every run; ``head``: :func:`~replab.edge.head_exec.compare_with_single`'s
-    result on this machine's backends (``head_cuda``: a CUDA backend was among them)."""
+    result on this machine's backends (``head_cuda``: a CUDA backend was among them). ``headline_capped``: the
+    headline run ran under ``device_cap_mb`` (not lifted); ``cap_hits``: per device of it, how often it reached
+    the cap. The reduction is judged only for the setting the issue defines: emulated devices under the cap,
+    which the single device exceeds, none reaching it (else its peak could be held down by reclaim)."""
     where = "emulated devices (cgroup caps)" if emulated else "loopback, no caps"
     model = scale.get("model", "?")
     cluster = f"{model}; {n_devices} devices of {device_cap_mb:.0f} MB; {where}"
     reduction = 1 - max(device_peaks_mb) / single_peak_mb
     worst = max(memory_errors, key=abs)
+    not_the_setting = [
+        why
+        for why, bad in (
+            ("the devices were not emulated (no caps)", not emulated),
+            ("the headline run needed its cap lifted", not headline_capped),
+            (f"the single device ({single_peak_mb:.0f} MB) fits the cap", single_peak_mb <= device_cap_mb),
+            ("a device's peak exceeds the cap", max(device_peaks_mb) > device_cap_mb),
+            (f"devices reached their cap ({cap_hits} times each)", any(cap_hits)),
+        )
+        if bad
+    ]
+    peaks = f"single device {single_peak_mb:.0f} MB; devices {', '.join(f'{p:.0f}' for p in device_peaks_mb)} MB"
     claims = [
         claim(
             "peak_memory_reduction",
@@ -51,11 +72,12 @@ def headline(
             reduction,
             scale=cluster,
             method="reconstruction",
-            target=TARGETS["peak_memory_reduction"],
+            target=None if not_the_setting else TARGETS["peak_memory_reduction"],
             paper=MEMORY_PAPER,
             measured=True,
             machine=machine,
-            note=f"single device {single_peak_mb:.0f} MB; devices {', '.join(f'{p:.0f}' for p in device_peaks_mb)} MB",
+            reason="not judged: " + "; ".join(not_the_setting) if not_the_setting else "",
+            note=f"{peaks}; {MALLOC_NOTE}",
         ),
         claim(
             "ideal_memory_reduction",
@@ -73,11 +95,12 @@ def headline(
             target=("<=", memory_tolerance),
             measured=True,
             machine=machine,
-            note=f"signed: {worst:+.3f} (positive: the model errs high)",
+            note=f"signed: {worst:+.3f} (positive: the model errs high); {MALLOC_NOTE}",
         ),
         claim(
             "fewest_devices_at_cap",
-            f"fewest devices of {device_cap_mb:.0f} MB the memory model fits the model on",
+            f"fewest devices of {device_cap_mb:.0f} MB that fit the model, predicted by the memory model (with the "
+            "runtime measured here)",
             fewest_devices,
             scale=cluster,
             method="reconstruction",
@@ -91,6 +114,7 @@ def headline(
             loss_max_abs_diff,
             scale=cluster,
             method="reconstruction",
+            target=TARGETS["pipeline_loss_max_abs_diff"],
         ),
         claim(
             "pipeline_throughput_ratio",

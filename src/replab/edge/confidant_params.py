@@ -44,6 +44,10 @@ class ConfidantParams(Strict):
     pretrained: str | None = Field(
         description="a GPT-2 checkpoint (hub name or folder) used only where cached locally; else scratch training"
     )
+    targets: list[str] = Field(
+        default_factory=list,
+        description="SSH targets (`replab target list`) to run the headline split across, one per stage; [] for none",
+    )
     memory_tolerance: float = Field(gt=0, lt=1, description="the memory model's allowed error against VmHWM")
     headline_devices: int = Field(ge=2)
     device: DeviceKind

@@ -413,6 +413,8 @@ class EmulatedCluster:
             (self._cgroup("cpu", i) / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
             (self._cgroup("cpu", i) / "cpu.cfs_quota_us").write_text(str(round(dev.cpu_share * CPU_PERIOD_US)))
             (self._cgroup("memory", i) / "memory.limit_in_bytes").write_text(str(dev.memory_mb * 2**20))
+            # No swapping inside a device: a process over its cap is killed (and reported), never left thrashing.
+            (self._cgroup("memory", i) / "memory.swappiness").write_text("0")
         log.info("emulated %d devices on bridge %s/br0 (%s.0/24)", len(self.devices), self.switch, self.subnet)
 
     def close(self) -> None:
@@ -438,6 +440,17 @@ class EmulatedCluster:
                 self._stop_for(pending[0], None, old_handlers.get(pending[0], signal.SIG_DFL))
             else:
                 signal.raise_signal(pending[0])
+
+    def cap_hits(self) -> list[int]:
+        """Per device, how often its memory reached the cap (cgroup v1's ``memory.failcnt``: the kernel then
+        reclaimed pages, so a resident peak under it may be held down by the cap); zeros when not emulated."""
+        counts = []
+        for i in range(len(self.devices)):
+            try:
+                counts.append(int((self._cgroup("memory", i) / "memory.failcnt").read_text()) if self.emulated else 0)
+            except (OSError, ValueError):
+                counts.append(0)
+        return counts
 
     def oom_kills(self) -> list[int]:
         """Per device, the processes the kernel killed for going over its memory cap (cgroup v1's

@@ -226,33 +226,49 @@ def default_backends(use_cuda: bool | None = None) -> list[BackendSpec]:
     return specs
 
 
-def compare_with_single(executor: HeadExecutor, schedule: HeadSchedule, rounds: int = 3, iters: int = 20) -> dict:
-    """Wall time of ``schedule`` against every backend alone (all heads), arms interleaved within each round;
-    per arm the median of each round's median. ``speedup`` is the best single backend's time over the
-    schedule's (median over rounds, with the rounds' min and max), and the outputs' largest deviation from
-    the unsplit attention is checked on the way."""
-    arms = {"schedule": dict(schedule.heads)} | {b.name: {b.name: executor.n_heads} for b in executor.backends}
+def compare_with_single(
+    executor: HeadExecutor, schedule: HeadSchedule, rounds: int = 3, iters: int = 20, seed: int = 0
+) -> dict:
+    """Wall time of ``schedule`` against every backend alone (all heads): per round every arm runs ``iters``
+    times after a checked warm-up, in an order shuffled per round (seeded); per arm the median of each round's
+    median. ``speedup`` is the best single backend's time over the schedule's (median over rounds, with the
+    rounds' min and max). A schedule that puts every head on one backend *is* that backend's arm: it is not
+    timed twice (``same_as`` names it), so its speed-up is that arm's against the best one."""
+    import random
+
+    singles = {b.name: {b.name: executor.n_heads} for b in executor.backends}
+    same_as = next((name for name, heads in singles.items() if heads == dict(schedule.heads)), None)
+    arms = singles if same_as else {"schedule": dict(schedule.heads)} | singles
     per_round: dict[str, list[float]] = {a: [] for a in arms}
-    reference = executor.reference()
-    max_dev = 0.0
-    for _ in range(rounds):
-        for arm, heads in arms.items():
-            max_dev = max(max_dev, executor.check(heads, reference))  # also the warm-up
-            executor.run(heads)
-            per_round[arm].append(statistics.median(executor.run(heads).wall_ms for _ in range(iters)))
-    singles = {a: statistics.median(v) for a, v in per_round.items() if a != "schedule"}
-    best = min(singles, key=singles.get)
-    ratios = [b / s for b, s in zip(per_round[best], per_round["schedule"])]
+    order = random.Random(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # this process's own tensor work must not spin on the backends' cores
+    try:
+        reference = executor.reference()
+        max_dev = 0.0
+        for _ in range(rounds):
+            names = list(arms)
+            order.shuffle(names)
+            for arm in names:
+                max_dev = max(max_dev, executor.check(arms[arm], reference))  # also the warm-up
+                per_round[arm].append(statistics.median(executor.run(arms[arm]).wall_ms for _ in range(iters)))
+    finally:
+        torch.set_num_threads(threads)
+    scheduled = per_round[same_as or "schedule"]
+    single_ms = {a: statistics.median(per_round[a]) for a in singles}
+    best = min(single_ms, key=single_ms.get)
+    ratios = [b / s for b, s in zip(per_round[best], scheduled)]
     return {
         "schedule": dict(schedule.heads),
+        "same_as": same_as,
         "predicted_ms": schedule.predicted_ms,
-        "schedule_ms": statistics.median(per_round["schedule"]),
-        "single_ms": singles,
+        "schedule_ms": statistics.median(scheduled),
+        "single_ms": single_ms,
         "best_single": best,
         "speedup": statistics.median(ratios),
         "speedup_min": min(ratios),
         "speedup_max": max(ratios),
-        "rounds": per_round,
+        "rounds": {**per_round, "schedule": scheduled},
         "max_abs_deviation": max_dev,
         "pinned": dict(executor.pinned),
     }

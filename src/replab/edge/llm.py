@@ -154,7 +154,7 @@ def find_cached_gpt2(name_or_path: str | None) -> Path | None:
     if not name_or_path:
         return None
     if Path(name_or_path).is_dir():
-        return Path(name_or_path)
+        return Path(name_or_path) if (Path(name_or_path) / "model.safetensors").exists() else None
     try:
         from huggingface_hub import snapshot_download
 

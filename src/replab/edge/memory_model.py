@@ -7,7 +7,7 @@ A rank's peak resident memory is modelled as the sum of
 - activations autograd saves for the backward, times the micro-batches the schedule keeps in flight on that
   stage (GPipe: all of a step's; 1F1B: at most the stages from it to the end), counted from a real forward
   of one micro-batch (for the last stage with its loss, whose log-probabilities are kept too);
-- the pipeline's receive buffers (an activation and a gradient per micro-batch at each boundary);
+- the pipeline's receive buffers (per micro-batch: the activation in front, the gradient behind);
 - a workspace for transients: twice the largest trainable parameter (Adam's per-tensor temporaries) or twice
   the largest layer output (a backward's incoming and outgoing gradients), whichever is larger.
 Gradients, moments and all in-flight activations are summed although they peak at slightly different
@@ -127,7 +127,7 @@ def stage_memory(
         gradients=trainable / MB,
         optimiser=ADAM_MOMENTS * trainable / MB,
         activations=in_flight(schedule, n_micro, n_stages, stage) * sum(x.saved for x in f) / MB,
-        buffers=boundaries * 2 * n_micro * boundary / MB,
+        buffers=boundaries * n_micro * boundary / MB,  # activations received in front, gradients behind
         workspace=2 * max(max(x.largest_trainable for x in f), max(x.output for x in f)) / MB,
     )
 
