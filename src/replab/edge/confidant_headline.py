@@ -143,7 +143,13 @@ def headline(
             timing=True,
             machine=machine,
             spread=Spread.of([b / s for b, s in zip(head["rounds"][head["best_single"]], head["rounds"]["schedule"])]),
-            note="the paper's figure is an inference speed-up of its whole system on phones, not this layer",
+            note=(
+                f"the schedule puts every head on {head['same_as']}, so it is that arm (a tie with it by "
+                "construction); "
+                if head.get("same_as")
+                else ""
+            )
+            + "the paper's figure is an inference speed-up of its whole system on phones, not this layer",
         )
     )
     claims.append(
