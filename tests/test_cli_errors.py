@@ -68,7 +68,7 @@ CASES = [
     (
         "unknown paper",
         lambda p, t: ["stage", "nosuch"],
-        "unknown paper 'nosuch'; known: accept, federa, pac, schrodinger_pca",
+        "unknown paper 'nosuch'; known: accept, confidant, federa, pac, schrodinger_pca",
     ),
     ("stage, missing params", lambda p, t: ["stage", "pac", "--params", str(t / "nope.yaml")], "nope.yaml: not found"),
     ("stage, wrong type", lambda p, t: ["stage", "pac", "--params", p(_set("pac.dpac_lr", "fast"))], "pac.dpac_lr"),
@@ -166,4 +166,4 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
         [sys.executable, "-m", "replab.cli", "stage", "nosuch"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "replab: error: unknown paper 'nosuch'; known: accept, federa, pac, schrodinger_pca"
+    assert proc.stderr.strip() == "replab: error: unknown paper 'nosuch'; known: accept, confidant, federa, pac, schrodinger_pca"
