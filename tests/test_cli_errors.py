@@ -166,4 +166,5 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
         [sys.executable, "-m", "replab.cli", "stage", "nosuch"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "replab: error: unknown paper 'nosuch'; known: accept, confidant, federa, pac, schrodinger_pca"
+    known = "accept, confidant, federa, pac, schrodinger_pca"
+    assert proc.stderr.strip() == f"replab: error: unknown paper 'nosuch'; known: {known}"

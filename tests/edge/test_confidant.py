@@ -1,5 +1,6 @@
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
@@ -189,6 +190,13 @@ def test_pipeline_matches_one_process_and_memory_model_matches_measured_peaks(me
     assert abs(above / sum(p - runtime for p in measured) - 1) <= 0.15, ([m.as_dict() for m in modelled], measured)
 
 
+def test_a_lora_pipeline_trains_as_one_process_does(tokens):
+    config = PipelineConfig(
+        starts=[0, 2], arch="gpt2", tokens=tokens, model=TINY, steps=2, batch=4, n_microbatches=2, lr=1e-2, lora_rank=4
+    )
+    np.testing.assert_allclose(launch(config)["losses"], single_process_losses(config), rtol=1e-6)
+
+
 def test_a_killed_rank_is_reported_with_its_device(monkeypatch, tokens):
     """The mapping from the kernel's OOM kill to the error, without root: the cluster's counter says device 1."""
 
@@ -232,8 +240,10 @@ def test_a_killed_rank_is_reported_with_its_device(monkeypatch, tokens):
 def test_a_rank_over_its_devices_memory_cap_is_reported_not_hung(tokens, tmp_path):
     config = PipelineConfig(starts=[0, 2], arch="gpt2", tokens=tokens, model=TINY, steps=2, batch=4, n_microbatches=2)
     devices = [EmulatedDevice("roomy", 1.0, 4096, 100), EmulatedDevice("tiny", 1.0, 120, 100)]
+    began = time.monotonic()
     with pytest.raises(cf.DeviceOutOfMemory, match=r"tiny \(stage 1, cap 120 MB\)"):
         cf.run_on_devices(config, devices, emulate=True, log_dir=tmp_path)
+    assert time.monotonic() - began < 120  # reported at once, not after the launcher's deadline
 
 
 def test_throughput_and_devices_of():
@@ -245,6 +255,7 @@ def test_throughput_and_devices_of():
 
 def test_headline_judges_reduction_and_picks_the_backend_target():
     head = {
+        "same_as": None,
         "schedule": {"a": 2, "b": 2},
         "single_ms": {"a": 2.0, "b": 2.0},
         "best_single": "a",
@@ -254,6 +265,7 @@ def test_headline_judges_reduction_and_picks_the_backend_target():
     common = dict(
         n_devices=3,
         memory_errors=[0.05, -0.2],
+        memory_worst="run, stage 1",
         memory_tolerance=0.15,
         fewest_devices=3,
         device_cap_mb=1800,
@@ -287,4 +299,19 @@ def test_headline_judges_reduction_and_picks_the_backend_target():
     )
     for r, why in ((lifted, "cap lifted"), (small, "fits the cap")):
         assert r.get("peak_memory_reduction").verdict == "n/a" and why in r.get("peak_memory_reduction").reason
+    tie = {
+        **head,
+        "schedule": {"a": 4},
+        "same_as": "a",
+        "speedup": 1.0,
+        "rounds": {**head["rounds"], "schedule": [1.5] * 3},
+    }
+    tied = headline(
+        single_peak_mb=2000.0,
+        device_peaks_mb=[1000.0] * 3,
+        head_cuda=False,
+        headline_capped=True,
+        **{**common, "head": tie},
+    )
+    assert tied.get("head_schedule_speedup").verdict == "n/a" and "a tie" in tied.get("head_schedule_speedup").reason
     assert cuda.get("head_schedule_speedup").target.level == 1.3 and cuda.get("head_schedule_speedup").verdict == "met"
