@@ -46,6 +46,14 @@ EDGE_ACCEPT = (
     "layer_timing",
 )
 
+# The stage-boundary codec the edge pipeline imports (the fused C kernel, its Triton twin).
+EDGE_CODEC_KERNELS = (
+    "kernels/__init__.py",
+    "kernels/_compression_triton.py",
+    "kernels/cpu_codec.py",
+    "kernels/_codec.c",
+)
+
 # Confidant's part of the edge engine package.
 EDGE_CONFIDANT = (
     "__init__",
@@ -148,8 +156,7 @@ PAPERS: dict[str, Paper] = {
             "arXiv:2311.05827, IEEE TMC 2024",
             params_model="replab.edge.accept_params:AcceptParams",
             # Its modules of the shared edge engine (Confidant's own modules there do not make it stale).
-            code=tuple(f"edge/{m}.py" for m in EDGE_ACCEPT)
-            + ("kernels/__init__.py", "kernels/_compression_triton.py", "kernels/cpu_codec.py", "kernels/_codec.c"),
+            code=tuple(f"edge/{m}.py" for m in EDGE_ACCEPT) + EDGE_CODEC_KERNELS,
             param_deps="profile_files",
             plots=(
                 Plot(
@@ -176,7 +183,7 @@ PAPERS: dict[str, Paper] = {
             params_model="replab.edge.confidant_params:ConfidantParams",
             # pipeline.py imports the boundary codec (unused here: Confidant sends fp32).
             code=tuple(f"edge/{m}.py" for m in EDGE_CONFIDANT)
-            + ("kernels/__init__.py", "kernels/_compression_triton.py", "kernels/cpu_codec.py", "kernels/_codec.c")
+            + EDGE_CODEC_KERNELS
             + ("targets",),  # runs the headline split across SSH targets where confidant.targets names some
             data=("wordnet",),
             deps=CONFIDANT_GPU_RESULTS,
