@@ -129,6 +129,7 @@ PAPERS: dict[str, Paper] = {
             params_model="replab.spectral.params:SchrodingerPcaParams",
             code=("spectral",),
             data=("gp_fields",),
+            deps=("benchmarks/results/spca_solver_2d_cpu.json",),  # the solver at 10^6 points, a committed run
             plots=(
                 Plot("overlap", "k", ("spca_l2", "spca_s2", "coarse_pca", "fine_pca"), "Top-k overlap with the truth"),
                 Plot("spectrum", "k", ("truth", "spca_l2", "spca_s2", "fine_pca"), "Relative spectrum λ_k / λ_1"),

@@ -140,6 +140,19 @@ def test_certify_lowest_catches_a_missed_state():
     assert not missing["certified"] and missing["count"] == 6
 
 
+def test_count_below_estimates_the_factorisations_error_and_certify_refuses_a_large_one(monkeypatch):
+    shape = (30, 31)
+    h = hamiltonian(disc_variance(shape).ravel(), grid_laplacian(shape), 20.0)
+    count = count_below(h, 0.0)
+    assert 0 < count.error_norm < 1e-10 and count.error_norm == pytest.approx(count.backward_error * sla.norm(h, 1))
+    energies, vectors = eigh(h.toarray(), subset_by_index=[0, 5])
+    # A count exact only for H + E with ||E|| beyond the margin proves nothing about H.
+    inflated = lambda *args: eigensolve.Count(args[1], 6, 1.0, 1e3)  # noqa: E731
+    monkeypatch.setattr(eigensolve, "count_below", inflated)
+    refused = certify_lowest(h, energies, vectors)
+    assert not refused["certified"] and "margin" in refused["how"]
+
+
 def test_certify_lowest_separates_a_degenerate_top_level_from_a_skipped_state():
     # Eigenvalues 0..7, 9, 10 (three copies), 11, 12; the eigenvectors are the unit vectors.
     values = np.array([*range(8), 9, 10, 10, 10, 11, 12], dtype=float)
