@@ -43,6 +43,7 @@ def row(
         "naive_wrong": naive_wrong,
         "max_relative_error": error,
         "certified": certified,
+        "certificate": {"how": "10 eigenvalues below the top + margin", "lowest_k": True},
     }
 
 
@@ -53,6 +54,7 @@ def every_case(**overrides):
         fields = {"speedup": 2.5, **(overrides if n == 0 else {})}
         rows.append(row(CERTIFIED, length=length, profile=profile, **fields))
         rows.append(row("ours", 3.0, length, profile))
+        rows.append(row("naive", 1.0, length, profile))
     return rows
 
 
@@ -97,9 +99,18 @@ def test_one_failing_target_misses_the_case(tmp_path, bad):
     assert claims["solver_cases_met_fraction"].verdict == "missed"
 
 
+def test_lowest_only_up_to_a_top_group_or_a_failed_naive_repeat_is_not_met(tmp_path):
+    rows = every_case()
+    rows[0]["certificate"] = {"how": "8 below the top group; the top level has more than 2 states"}  # no flag
+    rows[5]["repeats_run"] = 2  # the second case's naive arm lost a repeat
+    claims = by_key(sb.claims(write(tmp_path, rows)))
+    assert claims["solver_cases_met_fraction"].ours == 6 / 8
+    assert "exactly the k lowest" in claims["solver_cases_met_fraction"].note
+
+
 def test_a_missing_case_is_missed_and_other_sizes_are_not_judged(tmp_path):
     rows = every_case()
-    claims = by_key(sb.claims(write(tmp_path, rows[2:] + [row(CERTIFIED, 0.5, points=10_000)])))
+    claims = by_key(sb.claims(write(tmp_path, rows[3:] + [row(CERTIFIED, 0.5, points=10_000)])))
     assert claims["solver_cases_met_fraction"].ours == 7 / 8
     assert claims["solver_max_peak_mib"].verdict == "missed"  # not measured for every case
 

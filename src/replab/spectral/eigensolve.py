@@ -482,7 +482,7 @@ def certify_lowest(h, energies, vectors, order=None) -> dict:
         how = f"the factorisation's error {top.error_norm:.1e} is not below the margin's allowance"
         return {**result, "certified": False, "how": how}
     if top.below == k:
-        return {**result, "certified": True, "how": f"{k} eigenvalues below the top + margin"}
+        return {**result, "certified": True, "lowest_k": True, "how": f"{k} eigenvalues below the top + margin"}
     if top.below < k:
         return {**result, "certified": False, "how": f"{top.below} eigenvalues below the top, {k} returned"}
     below_group = int(np.count_nonzero(energies < energies[-1] - 2 * margin))
@@ -501,4 +501,6 @@ def certify_lowest(h, energies, vectors, order=None) -> dict:
         if ok
         else f"{lower.below} eigenvalues below the top group, {below_group} returned"
     )
-    return {**result, "certified": ok, "how": how, "count_below_group": lower.below}
+    # Certified lowest up to the top group's span, not exactly the k lowest: callers that need the latter check
+    # ``lowest_k``.
+    return {**result, "certified": ok, "lowest_k": False, "how": how, "count_below_group": lower.below}
