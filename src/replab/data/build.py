@@ -20,6 +20,7 @@ DATASETS: dict[str, str] = {
     "sklearn": "replab.data.sklearn_sets",
     "wordnet": "replab.data.wordnet",
     "gp_fields": "replab.data.gp_fields",
+    "portraits": "replab.data.portraits",
 }
 
 

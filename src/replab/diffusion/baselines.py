@@ -123,7 +123,8 @@ def tune_on_references(
       references with the identity slot empty (the empty slot plays DreamBooth's rare token);
     - ``"textual_inversion"``: keep the generator frozen and optimise only the identity embedding (init 0).
 
-    Returns the tuned generator, ``conditioning(e_h_of_the_target_style)`` for sampling, and the losses.
+    Returns the tuned generator, ``conditioning(e_h_of_the_target_style, null=False)`` for sampling (``null``:
+    the empty slot, the guidance's unconditional side), and the losses.
     ``callback(tuned, conditioning)`` builds the per-step callback of :func:`fit` (to score the arm while it
     tunes; its time is not counted)."""
     if mode == "dreambooth":
@@ -137,8 +138,9 @@ def tune_on_references(
     else:
         raise ValueError(f"mode is dreambooth or textual_inversion, got {mode!r}")
 
-    def conditioning(style: torch.Tensor) -> Conditioning:
-        f = slot.detach().expand(len(style), -1)
+    def conditioning(style: torch.Tensor, null: bool = False) -> Conditioning:
+        f = torch.zeros_like(slot) if null else slot.detach()
+        f = f.expand(len(style), -1)
         return Conditioning(tuned.condition(style, None, f), f)
 
     def step(generator: torch.Generator) -> torch.Tensor:

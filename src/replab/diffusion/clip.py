@@ -102,9 +102,11 @@ def train_clip(
 
     def step(generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(images), (batch,), generator=generator)
-        logits = clip.logit_scale.exp().clamp(max=100) * clip.encode_images(images[idx]) @ clip.encode_text(
-            [captions[i] for i in idx.tolist()]
-        ).T
+        logits = (
+            clip.logit_scale.exp().clamp(max=100)
+            * clip.encode_images(images[idx])
+            @ clip.encode_text([captions[i] for i in idx.tolist()]).T
+        )
         # Captions repeat across images (a closed vocabulary): every pair with the same caption is a positive.
         same = torch.tensor([[captions[i] == captions[j] for j in idx.tolist()] for i in idx.tolist()])
         target = same.float() / same.sum(dim=1, keepdim=True)

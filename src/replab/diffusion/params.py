@@ -1,0 +1,54 @@
+"""params.yaml section ``idsynth`` (FaceStudio on diffusers)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..schema import Profile, Strict, require_every_profile
+
+
+class IdsynthScale(Strict):
+    generator: Literal["tiny", "laptop"] = Field(description="generator size (replab.diffusion.generator configs)")
+    encoder_steps: int = Field(ge=1, description="identity CNN and evaluator, each (batch encoder_batch)")
+    encoder_batch: int = Field(ge=2)
+    clip_steps: int = Field(ge=1, description="tiny CLIP, contrastive (batch encoder_batch)")
+    prior_steps: int = Field(ge=1)
+    attribute_steps: int = Field(ge=1, description="the style attribute classifier (evaluation only)")
+    generator_steps: int = Field(ge=1, description="generator training steps (counted in steps, not minutes)")
+    generator_batch: int = Field(ge=1)
+    checkpoint_every: int = Field(ge=1, description="steps between resumable checkpoints")
+    ip_steps: int = Field(ge=1, description="IP-Adapter training steps (the base frozen)")
+    tune_steps: int = Field(ge=1, description="most steps of the DreamBooth-like / Textual-Inversion-like arms")
+    tune_check_every: int = Field(ge=1, description="steps between identity checks while they tune")
+    styles_per_identity: int = Field(ge=1, description="style images per held-out identity in the evaluation")
+    scenes: int = Field(ge=1, description="held-out two-person scenes scored for identity swaps")
+
+
+class IdsynthParams(Strict):
+    p_style: float = Field(ge=0, lt=1, description="CFG dropout of the style embedding (paper: 0.64)")
+    p_face: float = Field(ge=0, lt=1, description="CFG dropout of the identity embedding (paper: 0.1)")
+    lr: float = Field(gt=0, description="generator and IP-Adapter learning rate (AdamW)")
+    dreambooth_lr: float = Field(gt=0, description="the DreamBooth-like arm's learning rate (every weight)")
+    inversion_lr: float = Field(gt=0, description="the Textual-Inversion-like arm's learning rate (the slot only)")
+    ip_tokens: int = Field(ge=1)
+    sample_steps: int = Field(ge=1, description="Euler-ancestral steps (paper: 25)")
+    identity_guidance: float = Field(ge=1, description="CFG scale on the identity (style kept in both passes)")
+    references: int = Field(ge=2, description="N, the references averaged (beta = 1/N) in the N-reference arms")
+    tuned_identities: int = Field(ge=1, description="held-out identities the per-identity tuning arms run on")
+    sampling_seeds: int = Field(ge=1)
+    alphas: list[float] = Field(min_length=2, description="hybrid-guidance sweep: 1 image branch .. 0 text")
+    betas: list[float] = Field(min_length=2, description="identity-blending sweep between two identities")
+    model_cache: str = Field(description="paper profile: folder with Stable Diffusion 1.5, CLIP and ArcFace")
+    scale: dict[Profile, IdsynthScale]
+
+    @model_validator(mode="after")
+    def _checks(self):
+        require_every_profile(self.scale)
+        for name, values in (("alphas", self.alphas), ("betas", self.betas)):
+            if min(values) < 0 or max(values) > 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {values}")
+        if 1.0 not in self.alphas:
+            raise ValueError("alphas must include 1 (the image-guidance arm)")
+        return self
