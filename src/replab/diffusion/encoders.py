@@ -104,7 +104,7 @@ class EvaluatorCNN(nn.Module):
     """The independent evaluator: residual blocks with max pooling and a flattened (position-aware) head, unlike
     the conditioning encoder's strided, pooled design."""
 
-    def __init__(self, dim: int = 96, width: int = 48, crop: int = 24):
+    def __init__(self, dim: int = 96, width: int = 32, crop: int = 24):
         super().__init__()
         self.stem = _block(3, width)
         self.res1 = nn.Sequential(_block(width, width), nn.Conv2d(width, width, 3, padding=1))

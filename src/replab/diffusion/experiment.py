@@ -69,7 +69,8 @@ class Arm:
 @dataclass
 class Study:
     profile: str
-    n_ids: int
+    n_train: int  # training identities
+    n_ids: int  # held-out identities
     n_refs: int
     losses: dict[str, list[float]]
     arms: dict[str, Arm]
@@ -138,8 +139,8 @@ class Study_:
         )
         arm.sample_cos.append(idn["cos"])
         arm.features.append(ev._features(self.enc.evaluator, images, p.style_boxes[which]))
-        if arm.grid is None:
-            arm.grid = images[: GRID_IDS * max(1, len(images) // max(1, len(p.ids)))]
+        if arm.grid is None:  # each identity's first style image (samples come identity-major)
+            arm.grid = images[:: len(p.target) // len(p.ids)][:GRID_IDS]
 
     def run(self, name: str, refs: int, conditions, guidance: float, gen: Generator | None = None) -> Arm:
         gen = gen or self.gen
@@ -309,6 +310,7 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
     real = ev.frechet_distance(proto.gallery_features[::2], proto.gallery_features[1::2]) if half > 2 else float("nan")
     return Study(
         profile=profile,
+        n_train=len(torch.unique(train.identity)),
         n_ids=len(proto.ids),
         n_refs=proto.n_refs,
         losses=losses,

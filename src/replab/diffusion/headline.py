@@ -1,0 +1,231 @@
+"""FaceStudio's claims: the study's figures judged against targets fixed here before any run (the issue's), with
+the paper's Table 1 beside them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..claims import PaperResults, PaperValue, Target, claim
+from ..measure import Machine, Spread
+from .experiment import Arm, Study
+
+# Fixed before the runs (the issue's targets). The paper profile's level applies where it runs on SD 1.5.
+TOP1_TARGET = {"tiny": 0.4, "laptop": 0.4, "paper": 0.8}
+TARGETS = {
+    "tuning_time_ratio_dreambooth": Target(op=">=", level=100.0),
+    "swap_rate_ratio_masked_to_vanilla": Target(op="<=", level=0.5),
+    "paste_control_wins_both": Target(op="==", level=False),
+}
+
+_T1 = "Table 1 (ArcFace cosine to the reference, 11 identities)"
+PAPER_COS = {
+    "image_guidance": PaperValue(value=0.86, source=_T1),
+    "image_guidance_n": PaperValue(value=0.74, source=_T1, note="11 reference images"),
+    "text_guidance": PaperValue(value=0.71, source=_T1),
+    "text_guidance_n": PaperValue(value=0.61, source=_T1, note="11 reference images"),
+    "no_id": PaperValue(value=0.47, source=_T1),
+    "dreambooth": PaperValue(value=0.65, source=_T1, note="1k iterations"),
+    "textual_inversion": PaperValue(value=0.31, source=_T1, note="3k iterations"),
+}
+PAPER_TUNING = {
+    "dreambooth": PaperValue(value=405, source="Table 1 (seconds)"),
+    "textual_inversion": PaperValue(value=3425, source="Table 1 (seconds)"),
+}
+PAPER_INFERENCE = {
+    "image_guidance": PaperValue(value=3.6, source="Table 1 (seconds; + 0.04 s per reference)"),
+    "text_guidance": PaperValue(value=5.3, source="Table 1 (seconds; + 0.04 s per reference)"),
+    "no_id": PaperValue(value=3.6, source="Table 1 (seconds)"),
+    "dreambooth": PaperValue(value=2.8, source="Table 1 (seconds)"),
+    "textual_inversion": PaperValue(value=2.8, source="Table 1 (seconds)"),
+}
+ROLES = {"image_guidance": "paper", "image_guidance_n": "paper", "text_guidance": "paper", "text_guidance_n": "paper"}
+
+
+def _spread(values: list[float]) -> Spread | None:
+    return Spread.of(values) if len(values) > 1 else None
+
+
+def _ci(arm: Arm, key: str) -> str:
+    mean, lo, hi = arm.mean(key)
+    return f"95 % CI over sampling seeds {lo:.3f}–{hi:.3f}" if len(arm.per_seed) > 1 else "one sampling seed"
+
+
+def time_to_score_ratio(rows: list[dict], arm: str, generation_s: float) -> tuple[float, int, int]:
+    """Median over tuned identities of (time to reach our score, or the full tuning time where it never did) /
+    our time to generate one sample; with how many identities reached it, of how many."""
+    mine = [r for r in rows if r["arm"] == arm]
+    times = [r["time_to_our_score_s"] if r["time_to_our_score_s"] is not None else r["tuning_s"] for r in mine]
+    reached = sum(r["time_to_our_score_s"] is not None for r in mine)
+    return float(np.median(times)) / generation_s, reached, len(mine)
+
+
+def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | None = None) -> PaperResults:
+    s = study
+    text = ", ".join(f"{k} {v}" for k, v in scale.items())
+    where = f"{s.n_ids} held-out identities, {len(s.arms['image_guidance'].per_seed)} sampling seeds"
+    claims = []
+    for key, arm in s.arms.items():
+        refs = f"{arm.refs} reference(s)" if arm.refs else "no identity input"
+        subset = f" (the first {arm.identities} identities)" if arm.identities != s.n_ids else ""
+        role = ROLES.get(key, "baseline")
+        top1 = [r["top1"] for r in arm.per_seed]
+        claims.append(
+            claim(
+                f"top1_{key}",
+                f"{arm.name}: evaluator top-1 identification among {s.n_ids} held-out identities, {refs}{subset}; "
+                f"mean over {where}",
+                float(np.mean(top1)),
+                scale=text,
+                method=role,
+                target=(">=", TOP1_TARGET[s.profile]) if key == "image_guidance" else None,
+                spread=_spread(top1),
+                note=f"chance {1 / s.n_ids:.3f}; {_ci(arm, 'top1')}",
+            )
+        )
+        cos = [r["cos"] for r in arm.per_seed]
+        claims.append(
+            claim(
+                f"cos_{key}",
+                f"{arm.name}: independent evaluator's cosine to the identity's gallery prototype, {refs}{subset}",
+                float(np.mean(cos)),
+                scale=text,
+                method=role,
+                paper=PAPER_COS.get(key),
+                spread=_spread(cos),
+                note="ours: a separately trained evaluator against other images of the identity; the paper: the "
+                "conditioning ArcFace against the reference itself. " + _ci(arm, "cos"),
+            )
+        )
+        style = [r["style"] for r in arm.per_seed]
+        claims.append(
+            claim(
+                f"style_{key}",
+                f"{arm.name}: style adherence (attribute classifier agrees on background, pattern, texture, palette)",
+                float(np.mean(style)),
+                scale=text,
+                method=role,
+                spread=_spread(style),
+            )
+        )
+        if arm.inference is not None:
+            claims.append(
+                claim(
+                    f"inference_s_{key}",
+                    f"{arm.name}: seconds to generate one sample ({len(arm.inference.values)} repeats, median)",
+                    arm.inference.median,
+                    unit="s",
+                    scale=text,
+                    method=role,
+                    paper=PAPER_INFERENCE.get(key),
+                    timing=True,
+                    machine=machine,
+                    spread=arm.inference,
+                )
+            )
+    paste, ours = s.arms["paste_control"], s.arms["image_guidance"]
+    wins = bool(paste.mean("top1")[0] > ours.mean("top1")[0] and paste.mean("style")[0] > ours.mean("style")[0])
+    claims.append(
+        claim(
+            "paste_control_wins_both",
+            "the copy-paste control beats image guidance on both identity (top-1) and style adherence (if so, "
+            "the scores reward copying the reference)",
+            wins,
+            scale=text,
+            method="baseline",
+            target=TARGETS["paste_control_wins_both"],
+        )
+    )
+    for key in ("image_guidance", "no_id", "text_guidance", "ip_adapter"):
+        if key in s.arms and s.arms[key].features:
+            fd = _frechet(s, s.arms[key])
+            claims.append(
+                claim(
+                    f"frechet_{key}",
+                    f"{s.arms[key].name}: Fréchet distance to the held-out gallery faces in the evaluator's space",
+                    fd,
+                    scale=text,
+                    method=ROLES.get(key, "baseline"),
+                    note=f"two halves of the real gallery: {s.frechet_real:.3g}",
+                )
+            )
+    for arm_key in ("dreambooth", "textual_inversion"):
+        if arm_key not in s.arms:
+            continue
+        ratio, reached, total = time_to_score_ratio(s.tuning, arm_key, s.generation_s.median)
+        claims.append(
+            claim(
+                f"tuning_time_ratio_{arm_key}",
+                f"{s.arms[arm_key].name} arm's time to reach our identity score (cosine, per identity) / our time to "
+                "generate one sample; median over tuned identities",
+                ratio,
+                scale=text,
+                method="baseline",
+                target=TARGETS.get(f"tuning_time_ratio_{arm_key}"),
+                timing=True,
+                machine=machine,
+                note=f"{reached} of {total} identities reached our score within the tuning steps; the others count "
+                "their full tuning time. The paper (Table 1): DreamBooth 405 s tuning, FaceStudio 3.6 s inference.",
+            )
+        )
+        claims.append(
+            claim(
+                f"tuning_s_{arm_key}",
+                f"{s.arms[arm_key].name} arm's full tuning time per identity (median)",
+                s.arms[arm_key].tuning_s,
+                unit="s",
+                scale=text,
+                method="baseline",
+                paper=PAPER_TUNING[arm_key],
+                timing=True,
+                machine=machine,
+            )
+        )
+    if s.scenes:
+        masked, vanilla = s.scenes["masked"], s.scenes["vanilla"]
+        for name, sc in (("masked", masked), ("vanilla", vanilla)):
+            claims.append(
+                claim(
+                    f"swap_rate_{name}",
+                    f"two-person scenes, {'masked' if name == 'masked' else 'ordinary'} cross-attention: share of "
+                    "scenes where not both people are identified (among every held-out identity) in their own boxes",
+                    sc["swap_rate"],
+                    scale=text,
+                    method="paper" if name == "masked" else "baseline",
+                    note=f"within the pair only: {sc['swap_rate_within_pair']:.3f}; strict swaps (each closer to the "
+                    f"other): {sc['strict_swaps']:.3f}; people identified: {sc['person_top1']:.3f}",
+                )
+            )
+        ratio = masked["swap_rate"] / vanilla["swap_rate"] if vanilla["swap_rate"] > 0 else math.nan
+        claims.append(
+            claim(
+                "swap_rate_ratio_masked_to_vanilla",
+                "swap rate with masked attention / without",
+                ratio,
+                scale=text,
+                method="paper",
+                target=TARGETS["swap_rate_ratio_masked_to_vanilla"],
+                reason="" if math.isfinite(ratio) else "the vanilla arm had no swaps to halve",
+            )
+        )
+    claims += [
+        claim("heldout_identities", "held-out identities scored", s.n_ids, scale=text, method="paper"),
+        claim("references_n", "N, the references of the N-reference arms", s.n_refs, scale=text, method="paper"),
+        claim(
+            "generator_steps",
+            "generator training steps",
+            len(s.losses["generator"]),
+            scale=text,
+            method="paper",
+        ),
+    ]
+    return PaperResults(paper="idsynth", profile=s.profile, scale=dict(scale), claims=claims, timings=timings or {})
+
+
+def _frechet(s: Study, arm: Arm) -> float:
+    import torch
+
+    from .evaluate import frechet_distance
+
+    return frechet_distance(torch.cat(arm.features), s.protocol.gallery_features)
