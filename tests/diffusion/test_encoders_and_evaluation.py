@@ -1,0 +1,131 @@
+"""Encoders, the caption tokenizer and the evaluation protocol on the tiny portraits."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from replab.data import portraits
+from replab.diffusion import evaluate as ev
+from replab.diffusion.clip import CaptionTokenizer, ClipConfig, EmbeddingPrior, TinyClip
+from replab.diffusion.encoders import ArcMarginHead, EvaluatorCNN, face_crops
+from replab.diffusion.headline import time_to_score_ratio
+from replab.diffusion.training import PortraitTensors, mask_faces
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("portraits")
+    portraits.build_profile(out / "portraits" / "tiny", "tiny")
+    data = portraits.load(out, "tiny")
+    return {name: PortraitTensors.of(data.splits[name]) for name in ("train", "heldout")}
+
+
+def test_tokenizer_pads_and_rejects_unknown_words():
+    tok = CaptionTokenizer(["a sketch portrait , grainy", "a photo portrait"], max_length=8)
+    ids = tok(["a photo portrait"])
+    assert ids.shape == (1, 8) and ids[0, 0] == 1 and ids[0, 4] == 2 and (ids[0, 5:] == 0).all()
+    assert len(tok) == len(tok.vocab) + 3
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok(["a watercolour portrait"])
+    with pytest.raises(ValueError, match="longer"):
+        tok(["a photo portrait a photo portrait a photo"])
+
+
+def test_tiny_clip_and_prior_give_unit_embeddings():
+    torch.manual_seed(0)
+    tok = CaptionTokenizer(["a red face", "a blue face"])
+    clip = TinyClip(tok, ClipConfig(width=32, layers=1, dim=8))
+    img = clip.encode_images(torch.zeros(2, 3, 32, 32))
+    txt = clip.encode_text(["a red face", "a blue face"])
+    assert img.shape == txt.shape == (2, 8)
+    torch.testing.assert_close(img.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(EmbeddingPrior(8)(txt).norm(dim=1), torch.ones(2))
+
+
+def test_face_crops_cover_the_box():
+    images = -torch.ones(1, 3, 32, 32)
+    images[0, :, 8:20, 10:22] = 0.5  # a 12 x 12 face
+    crops = face_crops(images, torch.tensor([[10.0, 8.0, 22.0, 20.0]]), size=8, margin=1.0)
+    torch.testing.assert_close(crops, torch.full_like(crops, 0.5))
+    wider = face_crops(images, torch.tensor([[10.0, 8.0, 22.0, 20.0]]), size=8, margin=2.0)
+    assert wider[0, 0, 0, 0] == -1 and wider[0, 0, 4, 4] == 0.5
+
+
+def test_arcface_margin_applies_to_the_true_class_only():
+    head = ArcMarginHead(4, 3, scale=10.0, margin=0.5)
+    e = head.weight.detach()[1:2].clone() * 3  # on class 1's direction: theta = 0
+    logits = head(e, torch.tensor([1]))
+    assert logits[0, 1].item() == pytest.approx(10 * math.cos(0.5), abs=0.01)  # (cos is clamped below 1)
+    cos = torch.nn.functional.normalize(e) @ torch.nn.functional.normalize(head.weight.detach()).T
+    torch.testing.assert_close(logits[0, [0, 2]], 10 * cos[0, [0, 2]])
+
+
+def test_evaluator_sees_24px_crops():
+    assert EvaluatorCNN()(torch.zeros(2, 3, 24, 24)).shape == (2, 96)
+
+
+def test_protocol_never_scores_against_the_reference_and_styles_come_from_others(tiny):
+    torch.manual_seed(0)
+    heldout = tiny["heldout"]
+    proto = ev.build_protocol(heldout, EvaluatorCNN().eval(), styles_per_identity=2, references=4)
+    n_ids, per_id = len(proto.ids), 4
+    assert proto.n_refs == 2  # tiny: 4 images per identity, the first half for references and styles
+    assert (proto.target != proto.source).all()
+    assert proto.gallery.shape == (n_ids, 96) and len(proto.gallery_features) == n_ids * per_id // 2
+    # the style images are never a reference of their own identity (position 0) nor in a gallery (second half)
+    for k in range(n_ids):
+        refs = heldout.images[k * per_id : k * per_id + proto.n_refs]
+        assert torch.equal(proto.refs[k], refs)
+    positions = [int(torch.nonzero((heldout.images == s).flatten(1).all(1))[0]) % per_id for s in proto.styles]
+    assert set(positions) == {1}
+
+
+def test_masked_style_hides_the_face(tiny):
+    train = tiny["train"]
+    masked = mask_faces(train.images[:4], train.boxes[:4], side=10)
+    b = train.boxes[0].long()
+    cx, cy = int((b[0] + b[2]) / 2), int((b[1] + b[3]) / 2)
+    assert (masked[0, :, cy, cx] == 0).all() and torch.equal(masked[0, :, 0, 0], train.images[0, :, 0, 0])
+
+
+def test_paste_control_copies_the_face_inside_the_box_only():
+    style = torch.zeros(1, 3, 32, 32)
+    ref = torch.zeros(1, 3, 32, 32)
+    ref[0, :, 4:16, 4:16] = 1.0
+    out = ev.paste_faces(style, torch.tensor([[16.0, 16.0, 28.0, 28.0]]), ref, torch.tensor([[4.0, 4.0, 16.0, 16.0]]))
+    assert out[0, 0, 22, 22] == pytest.approx(1.0) and out[0, 0, 5, 5] == 0 and out[0, 0, 16, 16] == 0
+
+
+def test_scene_regions_and_boxes():
+    masks = torch.zeros(1, 2, 16, 16, dtype=torch.uint8)
+    masks[0, 0, 4:8, 2:6] = 1
+    masks[0, 1, 4:8, 10:14] = 1
+    boxes = ev.boxes_of(masks)
+    assert boxes.tolist() == [[[2, 4, 6, 8], [10, 4, 14, 8]]]
+    regions = ev.region_map(boxes, 16, grow=1.0)
+    assert regions[0, 5, 3] == 1 and regions[0, 5, 11] == 2 and regions[0, 0, 0] == 0
+
+
+def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_a_shift():
+    x = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
+    assert ev.frechet_distance(x, x) == pytest.approx(0, abs=1e-6)
+    assert ev.frechet_distance(x, x + 2) == pytest.approx(20, rel=1e-6)
+
+
+def test_time_to_score_counts_the_full_tuning_time_where_the_score_was_never_reached():
+    rows = [
+        {"arm": "dreambooth", "time_to_our_score_s": 2.0, "tuning_s": 10.0},
+        {"arm": "dreambooth", "time_to_our_score_s": None, "tuning_s": 12.0},
+        {"arm": "dreambooth", "time_to_our_score_s": 4.0, "tuning_s": 10.0},
+        {"arm": "textual_inversion", "time_to_our_score_s": 1.0, "tuning_s": 10.0},
+    ]
+    ratio, reached, total = time_to_score_ratio(rows, "dreambooth", generation_s=0.5)
+    assert (ratio, reached, total) == (8.0, 2, 3)
+
+
+def test_interval_of_one_seed_is_the_mean():
+    assert ev.mean_and_interval([0.3]) == (0.3, 0.3, 0.3)
+    mean, lo, hi = ev.mean_and_interval([0.2, 0.3, 0.4])
+    assert lo < mean < hi and mean == pytest.approx(0.3) and np.isclose(hi - mean, mean - lo)
