@@ -8,8 +8,15 @@ import torch
 from replab.diffusion import training
 from replab.diffusion.baselines import add_ip_adapter, ip_conditioning, set_adapter_scale, tune_on_references
 from replab.diffusion.checkpoints import Checkpoints, run_key
-from replab.diffusion.generator import TINY, Conditioning, Generator, image_conditioning, run_unet, sample
-from replab.diffusion.generator import training_loss
+from replab.diffusion.generator import (
+    TINY,
+    Conditioning,
+    Generator,
+    image_conditioning,
+    run_unet,
+    sample,
+    training_loss,
+)
 from replab.diffusion.paper_models import missing_paper_models, require_paper_models
 
 
