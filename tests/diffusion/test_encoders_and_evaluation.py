@@ -129,3 +129,73 @@ def test_interval_of_one_seed_is_the_mean():
     assert ev.mean_and_interval([0.3]) == (0.3, 0.3, 0.3)
     mean, lo, hi = ev.mean_and_interval([0.2, 0.3, 0.4])
     assert lo < mean < hi and mean == pytest.approx(0.3) and np.isclose(hi - mean, mean - lo)
+
+
+def made_up_study(top1: float, paste_top1: float, swap_masked: float, tuning_reached_s: float | None):
+    from types import SimpleNamespace
+
+    from replab.diffusion.experiment import Arm, Study
+    from replab.measure import Spread
+
+    g = torch.Generator().manual_seed(0)
+
+    def arm(name, refs, t1, style=0.8, identities=50):
+        return Arm(
+            name,
+            refs,
+            per_seed=[{"top1": t1, "cos": 0.5, "style": style, "expression": 0.3, "top1_style_source": 0.0}] * 3,
+            features=[torch.randn(50, 4, generator=g)],
+            inference=Spread.of([0.5, 0.6, 0.55]),
+            identities=identities,
+        )
+
+    arms = {key: arm(key, 1, top1) for key in ("image_guidance", "text_guidance", "no_id", "ip_adapter")}
+    arms["paste_control"] = arm("paste", 1, paste_top1, style=0.9)
+    arms["dreambooth"] = arm("dreambooth", 1, 0.2, identities=10)
+    arms["dreambooth"].tuning_s = 30.0
+    tuning = [
+        {"arm": "dreambooth", "identity": k, "our_cos": 0.5, "time_to_our_score_s": tuning_reached_s, "tuning_s": 30.0}
+        for k in range(10)
+    ]
+    scenes = {
+        "masked": {"swap_rate": swap_masked, "swap_rate_within_pair": 0.1, "strict_swaps": 0.0, "person_top1": 0.5},
+        "vanilla": {"swap_rate": 0.8, "swap_rate_within_pair": 0.4, "strict_swaps": 0.1, "person_top1": 0.3},
+    }
+    return Study(
+        profile="laptop",
+        n_train=500,
+        n_ids=50,
+        n_refs=4,
+        losses={"generator": [1.0] * 7},
+        arms=arms,
+        tuning=tuning,
+        scenes=scenes,
+        alpha_sweep=[],
+        beta_sweep=[],
+        protocol=SimpleNamespace(gallery_features=torch.randn(200, 4, generator=g)),
+        timings={},
+        generation_s=Spread.of([0.5, 0.55, 0.6]),
+        frechet_real=1.0,
+    )
+
+
+def test_claims_meet_and_miss_their_targets():
+    from replab.diffusion.headline import headline
+    from replab.measure import machine
+
+    good = headline(made_up_study(0.45, 0.3, 0.3, 56.0), machine=machine(), scale={"profile": "laptop"})
+    verdicts = {c.key: c.verdict for c in good.claims}
+    assert verdicts["top1_image_guidance"] == "met"
+    assert verdicts["paste_control_wins_both"] == "met"
+    assert verdicts["swap_rate_ratio_masked_to_vanilla"] == "met"  # 0.3 / 0.8 <= 0.5
+    assert verdicts["tuning_time_ratio_dreambooth"] == "met"  # 56 s / 0.55 s >= 100
+    assert good.get("generator_steps").ours == 7 and good.get("heldout_identities").ours == 50
+
+    bad = headline(made_up_study(0.39, 0.5, 0.5, None), machine=machine(), scale={"profile": "laptop"})
+    verdicts = {c.key: c.verdict for c in bad.claims}
+    assert verdicts["top1_image_guidance"] == "missed"
+    assert verdicts["paste_control_wins_both"] == "missed"  # more identity and more style than ours
+    assert verdicts["swap_rate_ratio_masked_to_vanilla"] == "missed"
+    # never reached: the full 30 s counts, 30 / 0.55 < 100
+    assert bad.get("tuning_time_ratio_dreambooth").ours == pytest.approx(30 / 0.55)
+    assert verdicts["tuning_time_ratio_dreambooth"] == "missed"
