@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data import portraits
 from ..measure import Spread
@@ -81,6 +82,7 @@ class Study:
     protocol: ev.Protocol
     timings: dict[str, float]
     generation_s: Spread  # our (image guidance, 1 reference) time to generate one sample
+    real_top1: float  # the evaluator's top-1 on the real style images (of their own identity): its ceiling
     frechet_real: float  # gallery vs gallery split: the distance two real samples have
 
 
@@ -118,7 +120,9 @@ class Study_:
         flat_refs = proto.refs.flatten(0, 1)
         e_refs = enc.identity_embeddings(flat_refs, proto.ref_boxes.flatten(0, 1)).view(n_ids, proto.n_refs, -1)
         self.e_f1 = e_refs[:, 0]
-        self.e_fn = mix_identities(e_refs, [1 / proto.n_refs] * proto.n_refs)
+        # N references: the paper's sum with beta = 1/N, rescaled to unit norm (the paper leaves how N references
+        # combine open; the generator only ever saw unit-norm embeddings, and a mean of N of them is shorter).
+        self.e_fn = F.normalize(mix_identities(e_refs, [1 / proto.n_refs] * proto.n_refs), dim=-1)
         self.e_h = enc.style_embeddings(proto.styles, proto.style_boxes)
         self.e_t = enc.text_embeddings(proto.captions)
 
@@ -322,6 +326,12 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
         protocol=proto,
         timings=timings,
         generation_s=arms["image_guidance"].inference,
+        real_top1=ev.identity_scores(enc.evaluator, proto.gallery, proto.styles, proto.style_boxes, proto.source)[
+            "correct"
+        ]
+        .float()
+        .mean()
+        .item(),
         frechet_real=real,
     )
 
@@ -431,8 +441,7 @@ def run_scenes(st: Study_, scenes: portraits.Split, n: int, seed: int) -> dict[s
     pairs = torch.tensor([[index[int(a)], index[int(b)]] for a, b in scenes.identity[:n]])
     images = torch.from_numpy(np.ascontiguousarray(scenes.images[:n])).permute(0, 3, 1, 2).float() / 127.5 - 1
     boxes = ev.boxes_of(torch.from_numpy(scenes.masks[:n].astype(np.uint8)))  # (n, 2, 4)
-    side = int(torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]).max()) + 1
-    masked = mask_faces(mask_faces(images, boxes[:, 0], side), boxes[:, 1], side)
+    masked = mask_faces(mask_faces(images, boxes[:, 0]), boxes[:, 1])
     from .clip import encode_images
 
     e_h = encode_images(st.enc.clip, masked)
@@ -485,7 +494,8 @@ def run_beta_sweep(st: Study_, betas: list[float], seed: int) -> list[dict]:
     for beta in betas:
 
         def conditions(sl, beta=beta):
-            f = mix_identities(torch.stack([st.e_f1[target[sl]], st.e_f1[other[sl]]], 1), [beta, 1 - beta])
+            mixed = mix_identities(torch.stack([st.e_f1[target[sl]], st.e_f1[other[sl]]], 1), [beta, 1 - beta])
+            f = F.normalize(mixed, dim=-1)  # unit norm, as every embedding the generator was trained on
             return image_conditioning(st.gen, st.e_h[sl], f), image_conditioning(st.gen, st.e_h[sl], 0 * f)
 
         images = _generate(

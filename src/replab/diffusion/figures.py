@@ -65,7 +65,7 @@ def sample_grid(study: Study, arms: tuple[str, ...] = ()):
     arms = arms or tuple(k for k, a in study.arms.items() if a.grid is not None)
     step = len(p.target) // len(p.ids)
     rows = min(len(a.grid) for a in (study.arms[k] for k in arms))
-    masked = mask_faces(p.styles[::step][:rows], p.style_boxes[::step][:rows], _mask_side(p))
+    masked = mask_faces(p.styles[::step][:rows], p.style_boxes[::step][:rows])
     fig, axes = plt.subplots(rows, 2 + len(arms), figsize=(1.15 * (2 + len(arms)), 1.25 * rows), squeeze=False)
     for r in range(rows):
         _show(axes[r, 0], p.refs[r, 0], "reference" if r == 0 else "")
@@ -74,13 +74,6 @@ def sample_grid(study: Study, arms: tuple[str, ...] = ()):
             _show(axes[r, 2 + c], study.arms[key].grid[r], study.arms[key].name if r == 0 else "")
     fig.tight_layout()
     return fig
-
-
-def _mask_side(p) -> int:
-    return (
-        int(torch.maximum(p.style_boxes[:, 2] - p.style_boxes[:, 0], p.style_boxes[:, 3] - p.style_boxes[:, 1]).max())
-        + 1
-    )
 
 
 def scene_grid(study: Study):

@@ -209,6 +209,17 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                 reason="" if math.isfinite(ratio) else "the vanilla arm had no swaps to halve",
             )
         )
+    claims.append(
+        claim(
+            "top1_real_images",
+            "the evaluator's top-1 on real held-out images (the style images, unmasked, as their own identity): the "
+            "ceiling a generated face can be scored at",
+            s.real_top1,
+            scale=text,
+            method="stand-in",
+            note=f"chance {1 / s.n_ids:.3f}",
+        )
+    )
     claims += [
         claim("heldout_identities", "held-out identities scored", s.n_ids, scale=text, method="paper"),
         claim("references_n", "N, the references of the N-reference arms", s.n_refs, scale=text, method="paper"),

@@ -11,7 +11,8 @@ from ..schema import Profile, Strict, require_every_profile
 
 class IdsynthScale(Strict):
     generator: Literal["tiny", "laptop"] = Field(description="generator size (replab.diffusion.generator configs)")
-    encoder_steps: int = Field(ge=1, description="identity CNN and evaluator, each (batch encoder_batch)")
+    identity_steps: int = Field(ge=1, description="the conditioning identity CNN (batch encoder_batch)")
+    evaluator_steps: int = Field(ge=1, description="the independent evaluator (batch encoder_batch)")
     encoder_batch: int = Field(ge=2)
     clip_steps: int = Field(ge=1, description="tiny CLIP, contrastive (batch encoder_batch)")
     prior_steps: int = Field(ge=1)

@@ -57,22 +57,18 @@ class PortraitTensors:
         )
 
 
-def mask_faces(images: torch.Tensor, boxes: torch.Tensor, side: int) -> torch.Tensor:
-    """The style input: each image with a ``side`` x ``side`` square at its face's centre set to 0 (mid-grey).
-    One fixed side for every face, so the mask shows where the face goes but not its shape or size."""
+def mask_faces(images: torch.Tensor, boxes: torch.Tensor, grow: int = 1) -> torch.Tensor:
+    """The style input: each image with its face's box, ``grow`` pixels wider on every side, set to 0 (mid-grey),
+    as the paper masks the face out of the style image. The box's place and size stay visible (where the face
+    goes); what is inside it does not."""
     out = images.clone()
     h, w = images.shape[-2:]
-    cx = ((boxes[:, 0] + boxes[:, 2]) / 2).round().long()
-    cy = ((boxes[:, 1] + boxes[:, 3]) / 2).round().long()
+    b = boxes.round().long()
     for i in range(len(images)):
-        x0, y0 = max(0, int(cx[i]) - side // 2), max(0, int(cy[i]) - side // 2)
-        out[i, :, y0 : min(h, y0 + side), x0 : min(w, x0 + side)] = 0
+        x0, y0 = max(0, int(b[i, 0]) - grow), max(0, int(b[i, 1]) - grow)
+        x1, y1 = min(w, int(b[i, 2]) + grow), min(h, int(b[i, 3]) + grow)
+        out[i, :, y0:y1, x0:x1] = 0
     return out
-
-
-def mask_side(boxes: torch.Tensor) -> int:
-    """The fixed mask side: the largest face box side in the training images, plus a pixel."""
-    return int(torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).max()) + 1
 
 
 class AttributeClassifier(nn.Module):
@@ -112,7 +108,6 @@ class Encoders:
     clip: TinyClip
     prior: EmbeddingPrior
     attributes: AttributeClassifier
-    side: int  # the style input's mask side
     losses: dict[str, list[float]] = field(default_factory=dict)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -126,7 +121,7 @@ class Encoders:
 
     def style_embeddings(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """e_h: CLIP image embeddings of the face-masked images."""
-        return encode_images(self.clip, mask_faces(images, boxes, self.side))
+        return encode_images(self.clip, mask_faces(images, boxes))
 
     def identity_embeddings(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """e_f: the conditioning encoder's embeddings of the face crops."""
@@ -150,7 +145,7 @@ def train_encoders(train: PortraitTensors, s, seed: int) -> Encoders:
         train.boxes,
         train.identity,
         CONDITIONING_CROP,
-        steps=s.encoder_steps,
+        steps=s.identity_steps,
         batch=s.encoder_batch,
         lr=2e-3,
         seed=seed + SEEDS["identity"],
@@ -164,14 +159,13 @@ def train_encoders(train: PortraitTensors, s, seed: int) -> Encoders:
         train.boxes,
         train.identity,
         EVALUATOR_CROP,
-        steps=s.encoder_steps,
+        steps=s.evaluator_steps,
         batch=s.encoder_batch,
         lr=2e-3,
         seed=seed + SEEDS["evaluator"],
         desc="evaluator (cosine softmax)",
     )
-    side = mask_side(train.boxes)
-    masked = mask_faces(train.images, train.boxes, side)
+    masked = mask_faces(train.images, train.boxes)
     tokenizer = CaptionTokenizer(train.captions)
     clip = TinyClip(tokenizer, ClipConfig(image_size=train.images.shape[-1], dim=GENERATORS[s.generator].clip_dim))
     losses["clip"] = train_clip(
@@ -197,7 +191,7 @@ def train_encoders(train: PortraitTensors, s, seed: int) -> Encoders:
         batch=s.encoder_batch,
         seed=seed + SEEDS["attributes"],
     )
-    return Encoders(identity, evaluator, clip, prior, attributes, side, losses)
+    return Encoders(identity, evaluator, clip, prior, attributes, losses)
 
 
 def train_attributes(
