@@ -16,7 +16,11 @@ def test_wordnet_line_parser():
         wordnet.parse_line("00001740 29 n 01 entity 0 000 | x")
 
 
-def test_built_data_sets(tmp_path):
+def test_built_data_sets(tmp_path, monkeypatch):
+    from replab.data.build import DATASETS
+
+    # The portraits have their own tests (tests/data/test_portraits.py); the full set is built in the rebuild test.
+    monkeypatch.delitem(DATASETS, "portraits")
     out = build(tmp_path / "data")
     x, y = sklearn_sets.load(out, "iris")
     assert x.shape == (150, 4) and set(np.unique(y)) == {0, 1, 2}
