@@ -204,6 +204,20 @@ PAPERS: dict[str, Paper] = {
             plots=(Plot("accuracy", "round", ("federa", "lora", "olora", "fft"), "Test accuracy per round (seed 0)"),),
             key_figure="accuracy_vs_rounds",
         ),
+        Paper(
+            key="idsynth",
+            title="FaceStudio: identity-preserving synthesis with hybrid guidance",
+            citation="Yan, Zhang, et al. FaceStudio: Put Your Face Everywhere in Seconds. arXiv:2312.02663 (2023)",
+            params_model="replab.diffusion.params:IdsynthParams",
+            code=("diffusion",),
+            data=("portraits",),
+            checkpoints=True,
+            plots=(
+                Plot("alpha_sweep", "alpha", ("top1", "style"), "Hybrid guidance: image (1) to text (0)"),
+                Plot("beta_sweep", "beta", ("cos_a", "cos_b", "closer_to_a"), "Identity blending A (1) to B (0)"),
+            ),
+            key_figure="samples",
+        ),
     ]
 }
 
