@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from replab.cli import main
+from replab.papers import PAPERS
 
 from .conftest import ROOT
 
@@ -68,7 +69,7 @@ CASES = [
     (
         "unknown paper",
         lambda p, t: ["stage", "nosuch"],
-        "unknown paper 'nosuch'; known: accept, confidant, federa, pac, schrodinger_pca",
+        f"unknown paper 'nosuch'; known: {', '.join(sorted(PAPERS))}",
     ),
     ("stage, missing params", lambda p, t: ["stage", "pac", "--params", str(t / "nope.yaml")], "nope.yaml: not found"),
     ("stage, wrong type", lambda p, t: ["stage", "pac", "--params", p(_set("pac.dpac_lr", "fast"))], "pac.dpac_lr"),
@@ -166,5 +167,5 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
         [sys.executable, "-m", "replab.cli", "stage", "nosuch"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    known = "accept, confidant, federa, pac, schrodinger_pca"
+    known = ", ".join(sorted(PAPERS))
     assert proc.stderr.strip() == f"replab: error: unknown paper 'nosuch'; known: {known}"

@@ -46,6 +46,8 @@ def test_build_failure_leaves_the_old_data_untouched(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no staging folder left behind
 
 
+# A full build of every data set (~45 s): in `make test-exhaustive`, which CI runs.
+@pytest.mark.exhaustive
 def test_rebuild_in_a_clean_copy_hashes_as_data_dvc(tmp_path):
     project = copy_project(tmp_path / "clone", with_data=False)
     assert not (project / "data").exists()
@@ -56,6 +58,8 @@ def test_rebuild_in_a_clean_copy_hashes_as_data_dvc(tmp_path):
     assert json.loads(run(["dvc", "status", "--json", "data.dvc"], project).stdout) == {}
 
 
+# A full build of every data set (~45 s): in `make test-exhaustive`, which CI runs.
+@pytest.mark.exhaustive
 def test_ensure_detects_data_that_differ_from_data_dvc(tmp_path):
     project = copy_project(tmp_path / "clone", with_data=False)
     (project / ".dvc" / "config").write_text("[core]\n    analytics = false\n")  # no remote to pull from
