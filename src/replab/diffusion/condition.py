@@ -36,8 +36,9 @@ class HybridCondition(nn.Module):
         self.proj = nn.Linear(clip_dim + face_dim, tokens * model_dim)
 
     def branch(self, e_clip: torch.Tensor, e_f: torch.Tensor) -> torch.Tensor:
-        """One branch, ``Linear(e_clip || e_f)``, as tokens (batch, tokens, d_model)."""
-        out = self.proj(torch.cat([e_clip, e_f], dim=-1))
+        """One branch, ``Linear(e_clip || e_f)``, as tokens (batch, tokens, d_model), on the module's device."""
+        device = self.proj.weight.device
+        out = self.proj(torch.cat([e_clip.to(device), e_f.to(device)], dim=-1))
         return out.view(*out.shape[:-1], self.tokens, self.model_dim)
 
     def forward(
@@ -53,7 +54,7 @@ class HybridCondition(nn.Module):
             return self.branch(e_h, e_f)
         if e_h is None:
             return self.branch(e_t, e_f)
-        alpha = torch.as_tensor(alpha, dtype=e_f.dtype, device=e_f.device)
+        alpha = torch.as_tensor(alpha, dtype=e_f.dtype, device=self.proj.weight.device)
         if alpha.ndim == 1:  # one alpha per sample
             alpha = alpha[:, None, None]
         return alpha * self.branch(e_h, e_f) + (1 - alpha) * self.branch(e_t, e_f)

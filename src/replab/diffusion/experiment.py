@@ -22,7 +22,9 @@ from .checkpoints import Checkpoints
 from .condition import mix_identities
 from .generator import Conditioning, Generator, image_conditioning, sample, text_conditioning
 from .masked_attention import MaskedIdentityAttnProcessor
+from .paper_models import require_paper_models
 from .params import IdsynthParams, IdsynthScale
+from .stable_diffusion import load_generator
 from .training import (
     GENERATORS,
     SEEDS,
@@ -33,6 +35,7 @@ from .training import (
     save_modules,
     train_encoders,
     train_generator,
+    train_paper_encoders,
 )
 
 CHUNK = 100  # samples per sampling batch
@@ -198,16 +201,19 @@ def load_split(data_dir: Path, profile: str) -> dict[str, PortraitTensors | port
 def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, root: Path, models: Path) -> Study:
     """Everything the notebook shows. Weights go to ``models`` (the stage's outs); the generator's unfinished-run
     checkpoints to ``build/resume/`` under ``root``."""
-    if profile == "paper":
-        from .paper_models import require_paper_models
-
-        require_paper_models(Path(params.model_cache).expanduser())
+    cache = Path(params.model_cache).expanduser()
+    pretrained = s.generator == "sd15"
+    if pretrained:
+        require_paper_models(cache)
+    device = "cuda" if pretrained and torch.cuda.is_available() else "cpu"
+    if pretrained and device == "cpu":
+        say("no CUDA device: fine-tuning Stable Diffusion 1.5 on the CPU will take very long")
     timings: dict[str, float] = {}
     began = time.perf_counter()
     data = load_split(Path(root) / "data", profile)
     train, heldout = data["train"], data["heldout"]
     torch.manual_seed(seed)
-    enc = train_encoders(train, s, seed)
+    enc = train_paper_encoders(train, s, seed, cache, device) if pretrained else train_encoders(train, s, seed)
     save_modules(Path(models), enc.modules())
     timings["encoders"] = time.perf_counter() - began
 
@@ -216,7 +222,7 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
     e_f = enc.identity_embeddings(train.images, train.boxes)
     config = GENERATORS[s.generator]
     torch.manual_seed(seed + SEEDS["generator"])
-    gen = Generator(config)
+    gen = load_generator(cache, config, device) if pretrained else Generator(config)
     shaping = {
         "profile": profile,
         "seed": seed,
@@ -442,9 +448,7 @@ def run_scenes(st: Study_, scenes: portraits.Split, n: int, seed: int) -> dict[s
     images = torch.from_numpy(np.ascontiguousarray(scenes.images[:n])).permute(0, 3, 1, 2).float() / 127.5 - 1
     boxes = ev.boxes_of(torch.from_numpy(scenes.masks[:n].astype(np.uint8)))  # (n, 2, 4)
     masked = mask_faces(mask_faces(images, boxes[:, 0]), boxes[:, 1])
-    from .clip import encode_images
-
-    e_h = encode_images(st.enc.clip, masked)
+    e_h = st.enc.encode_style(masked)
     regions = ev.region_map(boxes, images.shape[-1])
     groups = torch.arange(3).repeat_interleave(gen.config.tokens)
     original = gen.unet.attn_processors

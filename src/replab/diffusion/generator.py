@@ -10,6 +10,7 @@ style and drops the identity).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -66,6 +67,14 @@ class Generator(nn.Module):
         )
         self.noise = DDPMScheduler(num_train_timesteps=config.train_timesteps, prediction_type="v_prediction")
 
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    def autocast(self):
+        """The precision the UNet runs in (full here; the Stable Diffusion generator uses bfloat16 on CUDA)."""
+        return contextlib.nullcontext()
+
     def to_model(self, images: torch.Tensor) -> torch.Tensor:
         return F.pixel_unshuffle(images, self.config.unshuffle)
 
@@ -95,27 +104,40 @@ class Conditioning:
 
 
 def run_unet(gen: Generator, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-    added = None if cond.image_embeds is None else {"image_embeds": [cond.image_embeds[:, None, :]]}
-    return gen.unet(
-        x,
-        t,
-        encoder_hidden_states=cond.context,
-        class_labels=cond.class_labels,
-        cross_attention_kwargs=cond.attention_kwargs or None,
-        added_cond_kwargs=added,
-    ).sample
+    """The UNet's prediction for ``x`` at timesteps ``t``; the conditioning follows ``x`` to its device."""
+    dev = x.device
+    added = None if cond.image_embeds is None else {"image_embeds": [cond.image_embeds[:, None, :].to(dev)]}
+    kwargs = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in cond.attention_kwargs.items()}
+    with gen.autocast():
+        out = gen.unet(
+            x,
+            t.to(dev) if torch.is_tensor(t) else t,
+            encoder_hidden_states=cond.context.to(dev),
+            class_labels=cond.class_labels.to(dev),
+            cross_attention_kwargs=kwargs or None,
+            added_cond_kwargs=added,
+        ).sample
+    return out.float()
 
 
 def training_loss(gen: Generator, images: torch.Tensor, cond: Conditioning, generator: torch.Generator) -> torch.Tensor:
-    """v-prediction MSE with min-SNR-gamma weights, ``min(snr, gamma) / (snr + 1)``, averaged over the batch."""
+    """The noise schedule's prediction target (v for ours, epsilon for Stable Diffusion 1.5) by MSE with
+    min-SNR-gamma weights (``min(snr, gamma) / (snr + 1)`` for v, ``min(snr, gamma) / snr`` for epsilon), averaged
+    over the batch. Every random draw comes from ``generator`` on the CPU, whatever the model's device."""
     x0 = gen.to_model(images)
-    noise = torch.randn(x0.shape, generator=generator)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     t = torch.randint(0, gen.noise.config.num_train_timesteps, (len(x0),), generator=generator)
+    abar = gen.noise.alphas_cumprod[t].to(x0.device)
+    t = t.to(x0.device)
     noisy = gen.noise.add_noise(x0, noise, t)
-    target = gen.noise.get_velocity(x0, noise, t)
-    abar = gen.noise.alphas_cumprod[t]
     snr = abar / (1 - abar)
-    weight = torch.clamp(snr, max=gen.config.snr_gamma) / (snr + 1)
+    kind = gen.noise.config.prediction_type
+    if kind == "v_prediction":
+        target, weight = gen.noise.get_velocity(x0, noise, t), torch.clamp(snr, max=gen.config.snr_gamma) / (snr + 1)
+    elif kind == "epsilon":
+        target, weight = noise, torch.clamp(snr, max=gen.config.snr_gamma) / snr
+    else:
+        raise ValueError(f"prediction_type {kind!r}: training handles v_prediction and epsilon")
     per_sample = F.mse_loss(run_unet(gen, noisy, t, cond), target, reduction="none").mean(dim=(1, 2, 3))
     return (weight * per_sample).mean()
 
@@ -152,7 +174,7 @@ def sample(
     generator = torch.Generator().manual_seed(seed)
     n, size = len(cond.context), gen.config.image_size // gen.config.unshuffle
     channels = gen.unet.config.in_channels
-    x = torch.randn(n, channels, size, size, generator=generator) * scheduler.init_noise_sigma
+    x = (torch.randn(n, channels, size, size, generator=generator) * scheduler.init_noise_sigma).to(gen.device)
     both = uncond is not None and guidance != 1.0
     if both:
         cond = Conditioning(

@@ -1,8 +1,10 @@
-"""The ``paper`` profile's pretrained parts, from a local folder only (no Hub access at run time):
+"""The pretrained parts of the ``sd15`` generator (the ``paper`` profile), from a local folder only (no Hub access
+at run time):
 
-- ``stable-diffusion-v1-5/``: a diffusers-layout Stable Diffusion 1.5 (``model_index.json``, ``unet/``, ``vae/``,
-  ``text_encoder/``, ``tokenizer/``, ``scheduler/``), e.g. ``huggingface-cli download`` of a SD 1.5 repository;
-- ``clip-vit-large-patch14/``: transformers' CLIP ViT-L/14 (``config.json`` and weights);
+- ``stable-diffusion-v1-5/``: a diffusers-layout Stable Diffusion 1.5 (``unet/``, ``vae/``, ``scheduler/`` are
+  used), e.g. ``huggingface-cli download`` of a SD 1.5 repository into that folder;
+- ``clip-vit-large-patch14/``: transformers' CLIP ViT-L/14, both towers with their projections and the tokenizer
+  (``config.json``, the weights, ``vocab.json``, ``merges.txt``);
 - ``arcface.onnx``: an ArcFace recogniser the user provides (e.g. insightface's ``w600k_r50.onnx``).
 """
 
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+SD_FOLDER, CLIP_FOLDER, ARCFACE_FILE = "stable-diffusion-v1-5", "clip-vit-large-patch14", "arcface.onnx"
 REQUIRED = {
-    "stable-diffusion-v1-5": ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler"),
-    "clip-vit-large-patch14": ("config.json",),
-    "arcface.onnx": (),
+    SD_FOLDER: ("unet", "vae", "scheduler"),  # its text encoder is not used: the hybrid condition replaces the text
+    CLIP_FOLDER: ("config.json", "vocab.json", "merges.txt"),
+    ARCFACE_FILE: (),
 }
 
 
@@ -34,10 +37,6 @@ def require_paper_models(cache: Path) -> None:
     missing = missing_paper_models(cache)
     if missing:
         raise FileNotFoundError(
-            "the paper profile loads Stable Diffusion 1.5, CLIP ViT-L/14 and an ArcFace model from "
+            "the sd15 generator loads Stable Diffusion 1.5, CLIP ViT-L/14 and an ArcFace model from "
             f"idsynth.model_cache ({cache}) with HF_HUB_OFFLINE=1; missing:\n  " + "\n  ".join(missing)
         )
-    raise NotImplementedError(
-        f"the pretrained parts are all in {cache}, but fine-tuning Stable Diffusion 1.5 with the hybrid condition "
-        "is not written yet: this version runs the tiny and laptop profiles only"
-    )

@@ -10,7 +10,10 @@ from ..schema import Profile, Strict, require_every_profile
 
 
 class IdsynthScale(Strict):
-    generator: Literal["tiny", "laptop"] = Field(description="generator size (replab.diffusion.generator configs)")
+    generator: Literal["tiny", "laptop", "sd15"] = Field(
+        description="tiny / laptop: built from scratch (replab.diffusion.generator); sd15: Stable Diffusion 1.5 "
+        "fine-tuned, with CLIP ViT-L/14 and ArcFace, all from model_cache"
+    )
     identity_steps: int = Field(ge=1, description="the conditioning identity CNN (batch encoder_batch)")
     evaluator_steps: int = Field(ge=1, description="the independent evaluator (batch encoder_batch)")
     encoder_batch: int = Field(ge=2)

@@ -30,8 +30,10 @@ from .encoders import (
 )
 from .fit import fit
 from .generator import TINY, Generator, GeneratorConfig, drop_conditions, image_conditioning, training_loss
+from .stable_diffusion import ArcFaceOnnx, ClipEncoder, StableDiffusionConfig
 
-GENERATORS = {"tiny": TINY, "laptop": GeneratorConfig()}
+# "sd15": Stable Diffusion 1.5 from idsynth.model_cache (the paper profile); the others are built from scratch.
+GENERATORS = {"tiny": TINY, "laptop": GeneratorConfig(), "sd15": StableDiffusionConfig()}
 # Offsets from the run's seed: each part trains from its own stream, the evaluator apart from the encoder.
 SEEDS = {"identity": 0, "evaluator": 1, "clip": 2, "prior": 3, "attributes": 4, "generator": 5, "ip": 6, "tune": 7}
 
@@ -119,9 +121,13 @@ class Encoders:
             "attributes": self.attributes,
         }
 
+    def encode_style(self, masked: torch.Tensor) -> torch.Tensor:
+        """e_h of images whose faces are already masked."""
+        return encode_images(self.clip, masked)
+
     def style_embeddings(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """e_h: CLIP image embeddings of the face-masked images."""
-        return encode_images(self.clip, mask_faces(images, boxes))
+        return self.encode_style(mask_faces(images, boxes))
 
     def identity_embeddings(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """e_f: the conditioning encoder's embeddings of the face crops."""
@@ -151,20 +157,6 @@ def train_encoders(train: PortraitTensors, s, seed: int) -> Encoders:
         seed=seed + SEEDS["identity"],
         desc="identity encoder (ArcFace loss)",
     )
-    evaluator = EvaluatorCNN(crop=EVALUATOR_CROP.size)
-    losses["evaluator"] = train_encoder(
-        evaluator,
-        NormSoftmaxHead(evaluator.head[-1].out_features, n_classes),
-        train.images,
-        train.boxes,
-        train.identity,
-        EVALUATOR_CROP,
-        steps=s.evaluator_steps,
-        batch=s.encoder_batch,
-        lr=2e-3,
-        seed=seed + SEEDS["evaluator"],
-        desc="evaluator (cosine softmax)",
-    )
     masked = mask_faces(train.images, train.boxes)
     tokenizer = CaptionTokenizer(train.captions)
     clip = TinyClip(tokenizer, ClipConfig(image_size=train.images.shape[-1], dim=GENERATORS[s.generator].clip_dim))
@@ -181,6 +173,28 @@ def train_encoders(train: PortraitTensors, s, seed: int) -> Encoders:
         lr=1e-3,
         seed=seed + SEEDS["prior"],
     )
+    evaluator, attributes = train_scorers(train, s, seed, losses)
+    return Encoders(identity, evaluator, clip, prior, attributes, losses)
+
+
+def train_scorers(train: PortraitTensors, s, seed: int, losses: dict) -> tuple[EvaluatorCNN, AttributeClassifier]:
+    """The evaluation's own models, the same for every generator: the independent identity evaluator and the
+    style attribute classifier (their loss curves go into ``losses``)."""
+    n_classes = int(train.identity.max()) + 1
+    evaluator = EvaluatorCNN(crop=EVALUATOR_CROP.size)
+    losses["evaluator"] = train_encoder(
+        evaluator,
+        NormSoftmaxHead(evaluator.head[-1].out_features, n_classes),
+        train.images,
+        train.boxes,
+        train.identity,
+        EVALUATOR_CROP,
+        steps=s.evaluator_steps,
+        batch=s.encoder_batch,
+        lr=2e-3,
+        seed=seed + SEEDS["evaluator"],
+        desc="evaluator (cosine softmax)",
+    )
     classes = [len(v) for v in portraits.STYLE_FACTORS.values()]
     attributes = AttributeClassifier(classes)
     losses["attributes"] = train_attributes(
@@ -191,7 +205,65 @@ def train_encoders(train: PortraitTensors, s, seed: int) -> Encoders:
         batch=s.encoder_batch,
         seed=seed + SEEDS["attributes"],
     )
-    return Encoders(identity, evaluator, clip, prior, attributes, losses)
+    return evaluator, attributes
+
+
+@dataclass
+class PaperEncoders:
+    """The paper profile's frozen parts: CLIP ViT-L/14 (``e_h`` and the prior's input) and the user's ArcFace
+    (``e_f``) from the model cache, a prior trained here from CLIP's text to its image embeddings of the portraits,
+    and the same evaluation models as the other profiles."""
+
+    clip: ClipEncoder
+    arcface: ArcFaceOnnx
+    prior: EmbeddingPrior
+    evaluator: EvaluatorCNN
+    attributes: AttributeClassifier
+    losses: dict[str, list[float]] = field(default_factory=dict)
+
+    def modules(self) -> dict[str, nn.Module]:  # the pretrained parts stay in the cache
+        return {"evaluator": self.evaluator, "prior": self.prior, "attributes": self.attributes}
+
+    def encode_style(self, masked: torch.Tensor) -> torch.Tensor:
+        return self.clip.images(masked)
+
+    def style_embeddings(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        return self.encode_style(mask_faces(images, boxes))
+
+    def identity_embeddings(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        return self.arcface(images, boxes)
+
+    def text_embeddings(self, captions: list[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.prior(self.clip.captions(captions))
+
+
+def train_paper_encoders(train: PortraitTensors, s, seed: int, cache: Path, device: str) -> PaperEncoders:
+    """Load CLIP ViT-L/14 and ArcFace from ``cache`` (see :mod:`.paper_models`), fit the prior on the training
+    portraits' (caption, face-masked image) pairs and train the evaluation models."""
+    from .paper_models import ARCFACE_FILE, CLIP_FOLDER
+
+    clip = ClipEncoder(Path(cache) / CLIP_FOLDER, device)
+    arcface = ArcFaceOnnx(Path(cache) / ARCFACE_FILE)
+    config = GENERATORS[s.generator]
+    if (clip.dim, arcface.dim) != (config.clip_dim, config.face_dim):
+        raise ValueError(
+            f"CLIP's embedding is {clip.dim}-d and ArcFace's {arcface.dim}-d; generator {s.generator!r} expects "
+            f"{config.clip_dim} and {config.face_dim}"
+        )
+    losses: dict[str, list[float]] = {}
+    prior = EmbeddingPrior(clip.dim)
+    losses["prior"] = fit_prior(
+        prior,
+        clip.captions(train.captions),
+        clip.images(mask_faces(train.images, train.boxes)),
+        steps=s.prior_steps,
+        batch=s.encoder_batch,
+        lr=1e-3,
+        seed=seed + SEEDS["prior"],
+    )
+    evaluator, attributes = train_scorers(train, s, seed, losses)
+    return PaperEncoders(clip, arcface, prior, evaluator, attributes, losses)
 
 
 def train_attributes(
