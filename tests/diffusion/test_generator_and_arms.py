@@ -140,8 +140,11 @@ def test_sampling_is_seeded_and_guidance_one_ignores_the_null(batch):
 def test_paper_profile_names_what_is_missing(tmp_path):
     (tmp_path / "stable-diffusion-v1-5" / "unet").mkdir(parents=True)
     missing = missing_paper_models(tmp_path)
-    assert any(m.endswith("vae: missing") for m in missing) and any("vocab.json" in m for m in missing)
-    assert any("arcface.onnx" in m for m in missing) and any("clip-vit-large-patch14" in m for m in missing)
+    assert any(m.endswith("vae: missing") for m in missing)
+    assert any("arcface.onnx" in m for m in missing) and any("clip-vit-large-patch14: missing" in m for m in missing)
+    (tmp_path / "clip-vit-large-patch14").mkdir()
+    (tmp_path / "clip-vit-large-patch14" / "config.json").write_text("{}")
+    assert any(m.endswith("vocab.json: missing") for m in missing_paper_models(tmp_path))
     assert not any(m.endswith("unet: missing") for m in missing)
     with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
         require_paper_models(tmp_path)

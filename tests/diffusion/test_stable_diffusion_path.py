@@ -25,9 +25,13 @@ def cache(tmp_path_factory):
     return tiny_pretrained.build(tmp_path_factory.mktemp("model_cache"))
 
 
-@pytest.fixture()
-def gen(cache):
-    return load_generator(cache, CONFIG, "cpu")
+# On a machine with CUDA the generator's tests also run there (bfloat16 autocast, CPU random streams).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def gen(cache, request):
+    return load_generator(cache, CONFIG, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +90,7 @@ def test_ip_adapter_at_scale_zero_is_the_base_unet(gen, batch):
     import copy
 
     images, _, e_h, e_f = batch
-    x, t = gen.to_model(images), torch.tensor([10, 200, 500, 900])
+    x, t = gen.to_model(images), torch.tensor([10, 200, 500, 900], device=gen.device)
     base = run_unet(gen, x, t, image_conditioning(gen, e_h, 0 * e_f))
     ip = copy.deepcopy(gen)
     add_ip_adapter(ip, tokens=2)
@@ -110,9 +114,10 @@ def test_dreambooth_like_tunes_condition_and_unet_only(gen, batch):
     assert conditioning(e_h[:1]).context.shape == (1, CONFIG.tokens, CONFIG.model_dim)
 
 
-def test_clip_and_arcface_preprocessing(cache, batch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_clip_and_arcface_preprocessing(cache, batch, device):
     images, boxes, _, _ = batch
-    clip = ClipEncoder(cache / CLIP_FOLDER, "cpu")
+    clip = ClipEncoder(cache / CLIP_FOLDER, device)
     e_h = clip.images(images)
     assert e_h.shape == (4, CONFIG.clip_dim) and torch.allclose(e_h.norm(dim=1), torch.ones(4))
     e_t = clip.captions(["a sketch on a striped background", "a photo"])

@@ -34,7 +34,7 @@ def add_ip_adapter(gen: Generator, tokens: int = 4) -> list[nn.Parameter]:
     ``to_v_ip``, so training starts from the base model) and an ``ImageProjection`` of the identity embedding into
     ``tokens`` tokens. Returns the adapter's parameters (the only trainable ones)."""
     gen.requires_grad_(False)
-    unet = gen.unet
+    unet, device = gen.unet, gen.device
     processors = {}
     for name in unet.attn_processors:
         if name.endswith("attn2.processor"):
@@ -58,6 +58,7 @@ def add_ip_adapter(gen: Generator, tokens: int = 4) -> list[nn.Parameter]:
     unet.encoder_hid_proj = MultiIPAdapterImageProjection([projection])
     unet.register_to_config(encoder_hid_dim_type="ip_image_proj")
     adapter += list(unet.encoder_hid_proj.parameters())
+    unet.to(device)  # the new layers were built on the CPU (the parameters keep their identity)
     for p in adapter:
         p.requires_grad_(True)
     return adapter
