@@ -133,3 +133,27 @@ def test_clip_and_arcface_preprocessing(cache, batch, device):
     crops = face_crops(images, boxes, FACE_INPUT, arcface.margin).flatten(1)
     expected = F.normalize(crops @ torch.from_numpy(w), dim=-1)
     assert torch.allclose(arcface(images, boxes), expected, atol=1e-4)
+
+
+def test_the_study_runs_end_to_end_on_the_sd15_path(cache, tmp_path, monkeypatch):
+    """Every arm of the study (encoders, fine-tuning, IP-Adapter, tuning arms, scenes, sweeps) through the sd15
+    generator on the tiny portraits and the tiny random cache."""
+    import yaml
+
+    from replab.diffusion import experiment, training
+    from replab.diffusion.params import IdsynthParams
+
+    from ..conftest import ROOT
+
+    if not (ROOT / "data" / "portraits" / "tiny").exists():
+        pytest.skip("data/ is not built: run `make data` first")
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    section = yaml.safe_load((ROOT / "params.yaml").read_text())["idsynth"]
+    params = IdsynthParams(**{**section, "model_cache": str(cache)})
+    scale = params.scale["tiny"].model_copy(update={"generator": "sd15"})
+    monkeypatch.setitem(training.GENERATORS, "sd15", CONFIG)
+    study = experiment.run_study(params, scale, "tiny", 0, tmp_path, tmp_path / "models")
+    assert {"image_guidance", "text_guidance", "no_id", "ip_adapter"} <= set(study.arms)
+    assert study.arms["image_guidance"].grid.shape[-1] == 32 and study.scenes
+    saved = {p.stem for p in (tmp_path / "models").glob("*.safetensors")}
+    assert saved == {"evaluator", "prior", "attributes", "generator"}  # the pretrained parts stay in the cache

@@ -111,6 +111,18 @@ def load_generator(cache: Path, config: StableDiffusionConfig, device: str | tor
     return StableDiffusionGenerator(unet, vae, noise, config).to(device)
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+
+
 class ClipEncoder:
     """CLIP ViT-L/14's image embedding (``e_h``, of the face-masked image) and text embedding (the prior's input),
     unit norm, frozen."""
@@ -119,9 +131,13 @@ class ClipEncoder:
         from transformers import CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
         _offline()
-        self.vision = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True).to(device).eval()
-        self.text = CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True).to(device).eval()
+        with _quiet_transformers():  # each tower loads from the whole CLIP checkpoint: the other's keys are unused
+            self.vision = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True).to(device)
+            self.text = CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True).to(device)
+        self.vision.eval().requires_grad_(False)
+        self.text.eval().requires_grad_(False)
         self.tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+        self.length = self.text.config.max_position_embeddings
         self.device = torch.device(device)
         self.dim = self.vision.config.projection_dim
 
@@ -142,7 +158,9 @@ class ClipEncoder:
     def captions(self, captions: list[str], chunk: int = 256) -> torch.Tensor:
         out = []
         for i in range(0, len(captions), chunk):
-            tokens = self.tokenizer(captions[i : i + chunk], padding=True, truncation=True, return_tensors="pt")
+            tokens = self.tokenizer(
+                captions[i : i + chunk], padding=True, truncation=True, max_length=self.length, return_tensors="pt"
+            )
             embeds = self.text(**{k: v.to(self.device) for k, v in tokens.items()}).text_embeds
             out.append(F.normalize(embeds, dim=-1).cpu())
         return torch.cat(out)
