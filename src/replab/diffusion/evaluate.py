@@ -66,7 +66,9 @@ def build_protocol(heldout, evaluator, styles_per_identity: int, references: int
     for k in range(n_ids):
         for s in range(styles_per_identity):
             j = (k + 1 + s) % n_ids
-            picks.append(int(index[j, 1 + s % (half - 1)]))  # never position 0 (the reference of identity j)
+            # Another identity's image (j != k), so never the target's own reference; not position 0, which is
+            # identity j's single reference when j is itself the target.
+            picks.append(int(index[j, 1 + s % (half - 1)]))
             target.append(k), source.append(j)
     picks_t = torch.tensor(picks)
     return Protocol(
@@ -170,6 +172,16 @@ def region_map(boxes: torch.Tensor, size: int, grow: float = 1.3) -> torch.Tenso
         )
         out[inside] = p + 1
     return out
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (stays inside [0, 1], unlike a t-interval of a few seeds)."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mean_and_interval(per_seed: list[float]) -> tuple[float, float, float]:

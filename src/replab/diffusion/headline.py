@@ -1,5 +1,5 @@
 """FaceStudio's claims: the study's figures judged against targets fixed here before any run (the issue's), with
-the paper's Table 1 beside them."""
+the paper's results table (Sec. 4.2) beside them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ TARGETS = {
     "paste_control_wins_both": Target(op="==", level=False),
 }
 
-_T1 = "Table 1 (ArcFace cosine to the reference, 11 identities)"
+_T1 = "Sec. 4.2, results table (ArcFace cosine to the reference, 11 identities)"
 PAPER_COS = {
     "image_guidance": PaperValue(value=0.86, source=_T1),
     "image_guidance_n": PaperValue(value=0.74, source=_T1, note="11 reference images"),
@@ -30,17 +30,23 @@ PAPER_COS = {
     "textual_inversion": PaperValue(value=0.31, source=_T1, note="3k iterations"),
 }
 PAPER_TUNING = {
-    "dreambooth": PaperValue(value=405, source="Table 1 (seconds)"),
-    "textual_inversion": PaperValue(value=3425, source="Table 1 (seconds)"),
+    "dreambooth": PaperValue(value=405, source="Sec. 4.2, results table (seconds)"),
+    "textual_inversion": PaperValue(value=3425, source="Sec. 4.2, results table (seconds)"),
 }
 PAPER_INFERENCE = {
-    "image_guidance": PaperValue(value=3.6, source="Table 1 (seconds; + 0.04 s per reference)"),
-    "text_guidance": PaperValue(value=5.3, source="Table 1 (seconds; + 0.04 s per reference)"),
-    "no_id": PaperValue(value=3.6, source="Table 1 (seconds)"),
-    "dreambooth": PaperValue(value=2.8, source="Table 1 (seconds)"),
-    "textual_inversion": PaperValue(value=2.8, source="Table 1 (seconds)"),
+    "image_guidance": PaperValue(value=3.6, source="Sec. 4.2, results table (seconds; + 0.04 s per reference)"),
+    "text_guidance": PaperValue(value=5.3, source="Sec. 4.2, results table (seconds; + 0.04 s per reference)"),
+    "no_id": PaperValue(value=3.6, source="Sec. 4.2, results table (seconds)"),
+    "dreambooth": PaperValue(value=2.8, source="Sec. 4.2, results table (seconds)"),
+    "textual_inversion": PaperValue(value=2.8, source="Sec. 4.2, results table (seconds)"),
 }
-ROLES = {"image_guidance": "paper", "image_guidance_n": "paper", "text_guidance": "paper", "text_guidance_n": "paper"}
+# Our arms are a reconstruction, not the paper's method: a scaled-down generator that differs from it (v-prediction,
+# min-SNR, the identity also in the time embedding at the laptop sizes).
+OURS = "reconstruction"
+ROLES = {"image_guidance": OURS, "image_guidance_n": OURS, "text_guidance": OURS, "text_guidance_n": OURS}
+# Fixed before the next run: below this share of people identified in the ordinary-attention scenes, the swap-rate
+# comparison sits at its floor (both rates near 1) and its verdict says so.
+SCENE_FLOOR_PERSON_TOP1 = 0.2
 
 
 def _spread(values: list[float]) -> Spread | None:
@@ -48,17 +54,39 @@ def _spread(values: list[float]) -> Spread | None:
 
 
 def _ci(arm: Arm, key: str) -> str:
+    if key == "top1" and arm.sample_correct:
+        k, n, lo, hi = arm.top1_interval()
+        return (
+            f"{k} of {n} samples named right, 95 % Wilson interval {lo:.3f}–{hi:.3f} (sampling noise only, "
+            "one training run)"
+        )
     mean, lo, hi = arm.mean(key)
-    return f"95 % CI over sampling seeds {lo:.3f}–{hi:.3f}" if len(arm.per_seed) > 1 else "one sampling seed"
+    return (
+        f"95 % t-interval over sampling seeds {lo:.3f}–{hi:.3f} (sampling noise only, one training run)"
+        if len(arm.per_seed) > 1
+        else "one sampling seed"
+    )
 
 
 def time_to_score_ratio(rows: list[dict], arm: str, generation_s: float) -> tuple[float, int, int]:
     """Median over tuned identities of (time to reach our score, or the full tuning time where it never did) /
-    our time to generate one sample; with how many identities reached it, of how many."""
+    our time to generate one sample; with how many identities reached it, of how many. Where an identity never
+    reached it, its figure is a lower bound (its tuning stopped at ``tune_steps``)."""
     mine = [r for r in rows if r["arm"] == arm]
     times = [r["time_to_our_score_s"] if r["time_to_our_score_s"] is not None else r["tuning_s"] for r in mine]
     reached = sum(r["time_to_our_score_s"] is not None for r in mine)
     return float(np.median(times)) / generation_s, reached, len(mine)
+
+
+def _cap_reason(rows: list[dict], arm: str, generation_s: float, target: float) -> str:
+    """Why a miss may say nothing: the tuning cap ended before the target's time, so the target was out of reach."""
+    full = [r["tuning_s"] for r in rows if r["arm"] == arm and r["time_to_our_score_s"] is None]
+    if full and np.median(full) / generation_s < target:
+        return (
+            f"identities that never reached our score stopped at the tuning cap after {np.median(full):.1f} s "
+            f"(median), under {target:g} generations' time: raise tune_steps for a verdict that can be met"
+        )
+    return ""
 
 
 def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | None = None) -> PaperResults:
@@ -124,7 +152,33 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                     spread=arm.inference,
                 )
             )
-    paste, ours = s.arms["paste_control"], s.arms["image_guidance"]
+    ours = s.arms["image_guidance"]
+    tuned_ids = min((a.identities for k, a in s.arms.items() if k in ("dreambooth", "textual_inversion")), default=0)
+    if tuned_ids and tuned_ids < s.n_ids and ours.sample_correct:
+        claims.append(
+            claim(
+                "top1_image_guidance_tuned_ids",
+                f"{ours.name}: evaluator top-1 on the first {tuned_ids} held-out identities only (the tuning arms' "
+                "subset, for a like-for-like comparison with them); every sampling seed",
+                ours.top1_on(tuned_ids),
+                scale=text,
+                method=OURS,
+                note=f"chance {1 / s.n_ids:.3f} (identified among all {s.n_ids})",
+            )
+        )
+    if ours.per_seed and "top1_style_source" in ours.per_seed[0]:
+        claims.append(
+            claim(
+                "top1_style_source_image_guidance",
+                f"{ours.name}: how often the evaluator names the style image's own identity (its face masked) "
+                "instead: identity leaking through the style input (the box's size and place stay visible)",
+                float(np.mean([r["top1_style_source"] for r in ours.per_seed])),
+                scale=text,
+                method=OURS,
+                note=f"chance {1 / s.n_ids:.3f}",
+            )
+        )
+    paste = s.arms["paste_control"]
     wins = bool(paste.mean("top1")[0] > ours.mean("top1")[0] and paste.mean("style")[0] > ours.mean("style")[0])
     claims.append(
         claim(
@@ -147,13 +201,15 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                     fd,
                     scale=text,
                     method=ROLES.get(key, "baseline"),
-                    note=f"two halves of the real gallery: {s.frechet_real:.3g}",
+                    note=f"two halves of the real gallery, same sample size: {s.frechet_real:.3g}",
                 )
             )
     for arm_key in ("dreambooth", "textual_inversion"):
         if arm_key not in s.arms:
             continue
         ratio, reached, total = time_to_score_ratio(s.tuning, arm_key, s.generation_s.median)
+        goal = TARGETS.get(f"tuning_time_ratio_{arm_key}")
+        capped = _cap_reason(s.tuning, arm_key, s.generation_s.median, goal.level) if goal else ""
         claims.append(
             claim(
                 f"tuning_time_ratio_{arm_key}",
@@ -162,11 +218,13 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                 ratio,
                 scale=text,
                 method="baseline",
-                target=TARGETS.get(f"tuning_time_ratio_{arm_key}"),
+                target=goal,
                 timing=True,
                 machine=machine,
-                note=f"{reached} of {total} identities reached our score within the tuning steps; the others count "
-                "their full tuning time. The paper (Table 1): DreamBooth 405 s tuning, FaceStudio 3.6 s inference.",
+                reason=capped,
+                note=f"{reached} of {total} identities reached our score within the tuning steps (checked on the mean "
+                "cosine of every sampling seed); the others count their full tuning time, a lower bound. The paper "
+                "(Sec. 4.2): DreamBooth 405 s tuning, FaceStudio 3.6 s inference.",
             )
         )
         claims.append(
@@ -192,21 +250,27 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                     "scenes where not both people are identified (among every held-out identity) in their own boxes",
                     sc["swap_rate"],
                     scale=text,
-                    method="paper" if name == "masked" else "baseline",
+                    method=OURS if name == "masked" else "baseline",
                     note=f"within the pair only: {sc['swap_rate_within_pair']:.3f}; strict swaps (each closer to the "
                     f"other): {sc['strict_swaps']:.3f}; people identified: {sc['person_top1']:.3f}",
                 )
             )
         ratio = masked["swap_rate"] / vanilla["swap_rate"] if vanilla["swap_rate"] > 0 else math.nan
+        floor = vanilla["person_top1"] < SCENE_FLOOR_PERSON_TOP1
         claims.append(
             claim(
                 "swap_rate_ratio_masked_to_vanilla",
                 "swap rate with masked attention / without",
                 ratio,
                 scale=text,
-                method="paper",
+                method=OURS,
                 target=TARGETS["swap_rate_ratio_masked_to_vanilla"],
-                reason="" if math.isfinite(ratio) else "the vanilla arm had no swaps to halve",
+                reason="the vanilla arm had no swaps to halve"
+                if not math.isfinite(ratio)
+                else f"at its floor: ordinary attention identifies {vanilla['person_top1']:.3f} of the people (under "
+                f"{SCENE_FLOOR_PERSON_TOP1}), so both rates sit near 1 and the ratio cannot show a difference"
+                if floor
+                else "",
             )
         )
     claims.append(
@@ -221,22 +285,29 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
         )
     )
     claims += [
-        claim("heldout_identities", "held-out identities scored", s.n_ids, scale=text, method="paper"),
-        claim("references_n", "N, the references of the N-reference arms", s.n_refs, scale=text, method="paper"),
+        claim("heldout_identities", "held-out identities scored", s.n_ids, scale=text, method=OURS),
+        claim("references_n", "N, the references of the N-reference arms", s.n_refs, scale=text, method=OURS),
+        claim("generator_steps", "generator training steps", len(s.losses["generator"]), scale=text, method=OURS),
         claim(
-            "generator_steps",
-            "generator training steps",
-            len(s.losses["generator"]),
+            "generator_parameters",
+            "the generator's trained parameters (condition module and UNet)",
+            s.generator_params,
             scale=text,
-            method="paper",
+            method=OURS,
         ),
     ]
     return PaperResults(paper="idsynth", profile=s.profile, scale=dict(scale), claims=claims, timings=timings or {})
 
 
 def _frechet(s: Study, arm: Arm) -> float:
+    """The arm's samples against one half of the gallery, as many of each as the real reference compares (half
+    against half): the distance's bias depends on the sample size, so the two figures are comparable."""
     import torch
 
     from .evaluate import frechet_distance
 
-    return frechet_distance(torch.cat(arm.features), s.protocol.gallery_features)
+    real = s.protocol.gallery_features[1::2]
+    generated = torch.cat(arm.features)
+    n = min(len(real), len(generated))
+    keep = torch.linspace(0, len(generated) - 1, n).round().long()
+    return frechet_distance(generated[keep], real[:n])

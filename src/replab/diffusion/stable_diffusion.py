@@ -178,9 +178,7 @@ class ArcFaceOnnx:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # share the cores torch was given
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=onnxruntime.get_available_providers()
-        )
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=onnxruntime.get_available_providers())
         spec = self.session.get_inputs()[0]
         self.input, self.size = spec.name, int(spec.shape[-1])
         self.batched = not isinstance(spec.shape[0], int) or spec.shape[0] != 1
