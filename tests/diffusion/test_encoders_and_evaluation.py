@@ -127,13 +127,23 @@ def test_time_to_score_counts_the_full_tuning_time_where_the_score_was_never_rea
     assert (ratio, reached, total) == (8.0, 2, 3)
 
 
+def test_wilson_interval_stays_in_the_unit_range():
+    lo, hi = ev.wilson_interval(0, 30)
+    assert lo == 0.0 and 0.0 < hi < 0.15
+    lo, hi = ev.wilson_interval(15, 30)
+    assert lo < 0.5 < hi and np.isclose(0.5 - lo, hi - 0.5)
+    assert ev.wilson_interval(30, 30)[1] == 1.0
+
+
 def test_interval_of_one_seed_is_the_mean():
     assert ev.mean_and_interval([0.3]) == (0.3, 0.3, 0.3)
     mean, lo, hi = ev.mean_and_interval([0.2, 0.3, 0.4])
     assert lo < mean < hi and mean == pytest.approx(0.3) and np.isclose(hi - mean, mean - lo)
 
 
-def made_up_study(top1: float, paste_top1: float, swap_masked: float, tuning_reached_s: float | None):
+def made_up_study(
+    top1: float, paste_top1: float, swap_masked: float, tuning_reached_s: float | None, vanilla_people: float = 0.3
+):
     from types import SimpleNamespace
 
     from replab.diffusion.experiment import Arm, Study
@@ -142,12 +152,17 @@ def made_up_study(top1: float, paste_top1: float, swap_masked: float, tuning_rea
     g = torch.Generator().manual_seed(0)
 
     def arm(name, refs, t1, style=0.8, identities=50):
+        target = torch.arange(identities)
+        # the first identities named right, the rest not: top-1 t1 overall, higher on a leading subset
+        correct = target < round(t1 * identities)
         return Arm(
             name,
             refs,
-            per_seed=[{"top1": t1, "cos": 0.5, "style": style, "expression": 0.3, "top1_style_source": 0.0}] * 3,
+            per_seed=[{"top1": t1, "cos": 0.5, "style": style, "expression": 0.3, "top1_style_source": 0.02}] * 3,
             features=[torch.randn(50, 4, generator=g)],
             inference=Spread.of([0.5, 0.6, 0.55]),
+            sample_correct=[correct] * 3,
+            sample_target=target,
             identities=identities,
         )
 
@@ -161,7 +176,12 @@ def made_up_study(top1: float, paste_top1: float, swap_masked: float, tuning_rea
     ]
     scenes = {
         "masked": {"swap_rate": swap_masked, "swap_rate_within_pair": 0.1, "strict_swaps": 0.0, "person_top1": 0.5},
-        "vanilla": {"swap_rate": 0.8, "swap_rate_within_pair": 0.4, "strict_swaps": 0.1, "person_top1": 0.3},
+        "vanilla": {
+            "swap_rate": 0.8,
+            "swap_rate_within_pair": 0.4,
+            "strict_swaps": 0.1,
+            "person_top1": vanilla_people,
+        },
     }
     return Study(
         profile="laptop",
@@ -179,6 +199,7 @@ def made_up_study(top1: float, paste_top1: float, swap_masked: float, tuning_rea
         generation_s=Spread.of([0.5, 0.55, 0.6]),
         frechet_real=1.0,
         real_top1=0.6,
+        generator_params=1234,
     )
 
 
@@ -193,6 +214,12 @@ def test_claims_meet_and_miss_their_targets():
     assert verdicts["swap_rate_ratio_masked_to_vanilla"] == "met"  # 0.3 / 0.8 <= 0.5
     assert verdicts["tuning_time_ratio_dreambooth"] == "met"  # 56 s / 0.55 s >= 100
     assert good.get("generator_steps").ours == 7 and good.get("heldout_identities").ours == 50
+    assert good.get("generator_parameters").ours == 1234
+    assert good.get("top1_image_guidance_tuned_ids").ours == pytest.approx(1.0)  # the first 10 of 22 named right
+    assert good.get("top1_style_source_image_guidance").ours == pytest.approx(0.02)
+    assert "66 of 150 samples" in good.get("top1_image_guidance").note  # pooled seeds, Wilson interval
+    assert good.get("tuning_time_ratio_dreambooth").reason == ""
+    assert good.get("top1_image_guidance").method == "reconstruction"
 
     bad = headline(made_up_study(0.39, 0.5, 0.5, None), machine=machine(), scale={"profile": "laptop"})
     verdicts = {c.key: c.verdict for c in bad.claims}
@@ -202,3 +229,8 @@ def test_claims_meet_and_miss_their_targets():
     # never reached: the full 30 s counts, 30 / 0.55 < 100
     assert bad.get("tuning_time_ratio_dreambooth").ours == pytest.approx(30 / 0.55)
     assert verdicts["tuning_time_ratio_dreambooth"] == "missed"
+    assert "tune_steps" in bad.get("tuning_time_ratio_dreambooth").reason  # the cap, not the arm, decided it
+    assert bad.get("swap_rate_ratio_masked_to_vanilla").reason == ""
+
+    floor = headline(made_up_study(0.39, 0.5, 0.9, None, vanilla_people=0.05), machine=machine(), scale={"p": 1})
+    assert "floor" in floor.get("swap_rate_ratio_masked_to_vanilla").reason
