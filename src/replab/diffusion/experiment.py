@@ -245,7 +245,7 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
         "seed": seed,
         "scale": s.model_dump(),
         "generator": config.as_dict(),
-        **{k: getattr(params, k) for k in ("p_style", "p_face", "lr")},
+        **{k: getattr(params, k) for k in ("p_style", "p_face")},
     }
     checkpoints = Checkpoints(resume_folder(root, shaping), gen, every=s.checkpoint_every)
     if checkpoints.latest() is not None:
@@ -258,7 +258,7 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
         e_f,
         steps=s.generator_steps,
         batch=s.generator_batch,
-        lr=params.lr,
+        lr=s.lr,
         seed=seed + SEEDS["generator"],
         p_style=params.p_style,
         p_face=params.p_face,
@@ -298,7 +298,7 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
         tokens=params.ip_tokens,
         steps=s.ip_steps,
         batch=s.generator_batch,
-        lr=params.lr,
+        lr=s.lr,
         seed=seed + SEEDS["ip"],
         p_style=params.p_style,
         p_face=params.p_face,
@@ -377,8 +377,8 @@ def run_tuning_arms(st: Study_, arms: dict[str, Arm], params: IdsynthParams, s: 
     # DreamBooth's identity is in its weights (no null to guide against); Textual Inversion's slot is guided
     # against the empty slot, as our identity is.
     for mode, guidance, lr in (
-        ("dreambooth", 1.0, params.dreambooth_lr),
-        ("textual_inversion", params.identity_guidance, params.inversion_lr),
+        ("dreambooth", 1.0, s.dreambooth_lr),
+        ("textual_inversion", params.identity_guidance, s.inversion_lr),
     ):
         arm = Arm(f"{mode.replace('_', ' ')}-like", 1, identities=k_max)
         images: dict[int, list[torch.Tensor]] = {sd: [] for sd in st.seeds}

@@ -22,6 +22,10 @@ class IdsynthScale(Strict):
     attribute_steps: int = Field(ge=1, description="the style attribute classifier (evaluation only)")
     generator_steps: int = Field(ge=1, description="generator training steps (counted in steps, not minutes)")
     generator_batch: int = Field(ge=1)
+    # Per profile: a generator trained from scratch and a fine-tune of Stable Diffusion need rates 100x apart.
+    lr: float = Field(gt=0, description="generator and IP-Adapter learning rate (AdamW)")
+    dreambooth_lr: float = Field(gt=0, description="the DreamBooth-like arm's learning rate (every weight)")
+    inversion_lr: float = Field(gt=0, description="the Textual-Inversion-like arm's learning rate (the slot only)")
     checkpoint_every: int = Field(ge=1, description="steps between resumable checkpoints")
     ip_steps: int = Field(ge=1, description="IP-Adapter training steps (the base frozen)")
     tune_steps: int = Field(ge=1, description="most steps of the DreamBooth-like / Textual-Inversion-like arms")
@@ -33,9 +37,6 @@ class IdsynthScale(Strict):
 class IdsynthParams(Strict):
     p_style: float = Field(ge=0, lt=1, description="CFG dropout of the style embedding (paper: 0.64)")
     p_face: float = Field(ge=0, lt=1, description="CFG dropout of the identity embedding (paper: 0.1)")
-    lr: float = Field(gt=0, description="generator and IP-Adapter learning rate (AdamW)")
-    dreambooth_lr: float = Field(gt=0, description="the DreamBooth-like arm's learning rate (every weight)")
-    inversion_lr: float = Field(gt=0, description="the Textual-Inversion-like arm's learning rate (the slot only)")
     ip_tokens: int = Field(ge=1)
     sample_steps: int = Field(ge=1, description="Euler-ancestral steps (paper: 25)")
     identity_guidance: float = Field(ge=1, description="CFG scale on the identity (style kept in both passes)")
