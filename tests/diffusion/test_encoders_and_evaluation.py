@@ -116,12 +116,12 @@ def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_a_shift():
     assert ev.frechet_distance(x, x + 2) == pytest.approx(20, rel=1e-6)
 
 
-def test_time_to_score_counts_the_full_tuning_time_where_the_score_was_never_reached():
+def test_time_to_score_counts_the_whole_search_where_the_score_was_never_reached():
     rows = [
-        {"arm": "dreambooth", "time_to_our_score_s": 2.0, "tuning_s": 10.0},
-        {"arm": "dreambooth", "time_to_our_score_s": None, "tuning_s": 12.0},
-        {"arm": "dreambooth", "time_to_our_score_s": 4.0, "tuning_s": 10.0},
-        {"arm": "textual_inversion", "time_to_our_score_s": 1.0, "tuning_s": 10.0},
+        {"arm": "dreambooth", "time_to_our_score_s": 2.0, "tuning_s": 1.0, "searched_s": 2.0},
+        {"arm": "dreambooth", "time_to_our_score_s": None, "tuning_s": 1.0, "searched_s": 12.0},
+        {"arm": "dreambooth", "time_to_our_score_s": 4.0, "tuning_s": 1.0, "searched_s": 4.0},
+        {"arm": "textual_inversion", "time_to_our_score_s": 1.0, "tuning_s": 1.0, "searched_s": 1.0},
     ]
     ratio, reached, total = time_to_score_ratio(rows, "dreambooth", generation_s=0.5)
     assert (ratio, reached, total) == (8.0, 2, 3)
@@ -171,7 +171,15 @@ def made_up_study(
     arms["dreambooth"] = arm("dreambooth", 1, 0.2, identities=10)
     arms["dreambooth"].tuning_s = 30.0
     tuning = [
-        {"arm": "dreambooth", "identity": k, "our_cos": 0.5, "time_to_our_score_s": tuning_reached_s, "tuning_s": 30.0}
+        {
+            "arm": "dreambooth",
+            "identity": k,
+            "our_cos": 0.5,
+            "time_to_our_score_s": tuning_reached_s,
+            "tuning_s": 3.0,
+            "searched_s": tuning_reached_s or 30.0,
+            "search_steps": 1000,
+        }
         for k in range(10)
     ]
     scenes = {
@@ -229,7 +237,8 @@ def test_claims_meet_and_miss_their_targets():
     # never reached: the full 30 s counts, 30 / 0.55 < 100
     assert bad.get("tuning_time_ratio_dreambooth").ours == pytest.approx(30 / 0.55)
     assert verdicts["tuning_time_ratio_dreambooth"] == "missed"
-    assert "tune_steps" in bad.get("tuning_time_ratio_dreambooth").reason  # the cap, not the arm, decided it
+    assert "reach_steps" in bad.get("tuning_time_ratio_dreambooth").reason  # the cap, not the arm, decided it
+    assert "0 of 10 identities reached our score within 1000 steps" in bad.get("tuning_time_ratio_dreambooth").note
     assert bad.get("swap_rate_ratio_masked_to_vanilla").reason == ""
 
     floor = headline(made_up_study(0.39, 0.5, 0.9, None, vanilla_people=0.05), machine=machine(), scale={"p": 1})

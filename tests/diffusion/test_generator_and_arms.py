@@ -148,3 +148,88 @@ def test_paper_profile_names_what_is_missing(tmp_path):
     assert not any(m.endswith("unet: missing") for m in missing)
     with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
         require_paper_models(tmp_path)
+
+
+def test_the_dreambooth_search_runs_past_scoring_until_it_reaches_our_score(monkeypatch):
+    """Identity 0 reaches our score at step 6 (after the arm is scored at step 4), identity 1 never does: the
+    DreamBooth-like search stops at 6 for the first and at reach_steps for the second, and both arms are scored on
+    their step-4 samples. Tuning, sampling and scoring are stand-ins; each step takes one second."""
+    from types import SimpleNamespace
+
+    from replab.diffusion import experiment
+    from replab.diffusion.params import IdsynthScale
+
+    reach_at = {0: 6, 1: None}  # the step from which each identity's samples score at or above ours
+    ran: list[tuple[str, int, int]] = []
+
+    def fake_tune(gen, ref, e_h, *, mode, steps, batch, lr, seed, callback):
+        k = seed - experiment.SEEDS["tune"]
+        state = {"step": 0, "k": k}
+        check = callback(state, lambda style, null=False: ("cond", style, null))
+        for step in range(1, steps + 1):
+            state["step"] = step
+            if check(step, float(step)):
+                break
+        ran.append((mode, k, state["step"]))
+        return state, lambda style, null=False: ("cond", style, null), []
+
+    def fake_sample(tuned, cond, uncond, *, guidance, steps, seed):
+        return torch.full((1, 1), float(tuned["step"]) + 100 * tuned["k"])
+
+    def fake_scores(evaluator, gallery, images, boxes, target):
+        step, k = int(images.item()) % 100, int(images.item()) // 100
+        reached = reach_at[k] is not None and step >= reach_at[k]
+        return {"cos": torch.tensor([0.9 if reached else 0.1])}
+
+    monkeypatch.setattr(experiment, "tune_on_references", fake_tune)
+    monkeypatch.setattr(experiment, "sample", fake_sample)
+    monkeypatch.setattr(experiment.ev, "identity_scores", fake_scores)
+    monkeypatch.setattr(experiment, "_time_one", lambda run: None)
+    scored: list[torch.Tensor] = []
+    target = torch.tensor([0, 1])
+    st = SimpleNamespace(
+        proto=SimpleNamespace(
+            ids=[0, 1],
+            target=target,
+            refs=torch.zeros(2, 1),
+            ref_boxes=torch.zeros(2, 1),
+            gallery=None,
+            style_boxes=torch.zeros(2, 4),
+        ),
+        gen=None,
+        enc=SimpleNamespace(evaluator=None, style_embeddings=lambda ref, box: ref),
+        e_h=torch.zeros(2, 1),
+        seeds=[0, 1],
+        score=lambda arm, images, which: scored.append(images.flatten()),
+    )
+    ours = SimpleNamespace(sample_cos=[torch.tensor([0.5, 0.5])] * 2)
+    params = SimpleNamespace(tuned_identities=2, identity_guidance=2.0, sample_steps=2)
+    base = dict(
+        generator="tiny",
+        identity_steps=1,
+        evaluator_steps=1,
+        encoder_batch=2,
+        clip_steps=1,
+        prior_steps=1,
+        attribute_steps=1,
+        generator_steps=1,
+        generator_batch=1,
+        lr=1.0,
+        dreambooth_lr=1.0,
+        inversion_lr=1.0,
+        checkpoint_every=1,
+        ip_steps=1,
+        styles_per_identity=1,
+        scenes=1,
+    )
+    s = IdsynthScale(**base, tune_steps=4, tune_check_every=2, reach_steps=10, reach_check_every=3)
+    rows = experiment.run_tuning_arms(st, {"image_guidance": ours}, params, s, seed=0)
+
+    assert ran == [("dreambooth", 0, 6), ("dreambooth", 1, 10)] + [("textual_inversion", k, 4) for k in (0, 1)]
+    db = [r for r in rows if r["arm"] == "dreambooth"]
+    assert [r["time_to_our_score_s"] for r in db] == [6.0, None]  # checked at 2, 4, then every 3: 6, 9, and 10
+    assert [r["tuning_s"] for r in db] == [4.0, 4.0] and [r["searched_s"] for r in db] == [6.0, 10.0]
+    assert all(r["search_steps"] == 10 for r in db)
+    assert scored[0].tolist() == [4.0, 104.0]  # the arm is scored on its step-4 samples, not where the search ended
+    with pytest.raises(ValueError, match="reach_steps"):
+        IdsynthScale(**base, tune_steps=4, tune_check_every=2, reach_steps=3, reach_check_every=1)

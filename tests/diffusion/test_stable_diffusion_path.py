@@ -135,6 +135,7 @@ def test_clip_and_arcface_preprocessing(cache, batch, device):
     assert torch.allclose(arcface(images, boxes), expected, atol=1e-4)
 
 
+@pytest.mark.exhaustive  # ~30 s on 2 cores
 def test_the_study_runs_end_to_end_on_the_sd15_path(cache, tmp_path, monkeypatch):
     """Every arm of the study (encoders, fine-tuning, IP-Adapter, tuning arms, scenes, sweeps) through the sd15
     generator on the tiny portraits and the tiny random cache."""

@@ -28,10 +28,24 @@ class IdsynthScale(Strict):
     inversion_lr: float = Field(gt=0, description="the Textual-Inversion-like arm's learning rate (the slot only)")
     checkpoint_every: int = Field(ge=1, description="steps between resumable checkpoints")
     ip_steps: int = Field(ge=1, description="IP-Adapter training steps (the base frozen)")
-    tune_steps: int = Field(ge=1, description="most steps of the DreamBooth-like / Textual-Inversion-like arms")
-    tune_check_every: int = Field(ge=1, description="steps between identity checks while they tune")
+    tune_steps: int = Field(
+        ge=1, description="steps of the DreamBooth-like / Textual-Inversion-like arms before they are scored"
+    )
+    tune_check_every: int = Field(ge=1, description="steps between identity checks while they tune (up to tune_steps)")
+    # The DreamBooth-like arm's time-to-our-score has a target (>= 100 generations' time): its search must be able
+    # to run past that time, so it goes on beyond tune_steps, while our score is not reached, up to reach_steps.
+    reach_steps: int = Field(
+        ge=1, description="most steps the DreamBooth-like arm tunes while it has not reached our score"
+    )
+    reach_check_every: int = Field(ge=1, description="steps between identity checks beyond tune_steps")
     styles_per_identity: int = Field(ge=1, description="style images per held-out identity in the evaluation")
     scenes: int = Field(ge=1, description="held-out two-person scenes scored for identity swaps")
+
+    @model_validator(mode="after")
+    def _reach_after_scoring(self):
+        if self.reach_steps < self.tune_steps:
+            raise ValueError(f"reach_steps ({self.reach_steps}) must be >= tune_steps ({self.tune_steps})")
+        return self
 
 
 class IdsynthParams(Strict):
