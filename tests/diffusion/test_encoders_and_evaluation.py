@@ -135,6 +135,16 @@ def test_wilson_interval_stays_in_the_unit_range():
     assert ev.wilson_interval(30, 30)[1] == 1.0
 
 
+def test_identity_bootstrap_is_wider_than_wilson_when_identities_differ():
+    # 20 identities x 3 seeds: half always named right, half never; per sample 30 of 60
+    target = torch.arange(20).repeat(3)
+    correct = target < 10
+    lo, hi = ev.identity_bootstrap_interval(correct, target)
+    w_lo, w_hi = ev.wilson_interval(30, 60)
+    assert lo < 0.5 < hi and hi - lo > w_hi - w_lo  # 20 clusters, not 60 independent trials
+    assert ev.identity_bootstrap_interval(torch.ones(6, dtype=torch.bool), target[:6]) == (1.0, 1.0)
+
+
 def test_interval_of_one_seed_is_the_mean():
     assert ev.mean_and_interval([0.3]) == (0.3, 0.3, 0.3)
     mean, lo, hi = ev.mean_and_interval([0.2, 0.3, 0.4])
@@ -142,7 +152,12 @@ def test_interval_of_one_seed_is_the_mean():
 
 
 def made_up_study(
-    top1: float, paste_top1: float, swap_masked: float, tuning_reached_s: float | None, vanilla_people: float = 0.3
+    top1: float,
+    paste_top1: float,
+    swap_masked: float,
+    tuning_reached_s: float | None,
+    vanilla_people: float = 0.3,
+    last_below_s: float | None = None,
 ):
     from types import SimpleNamespace
 
@@ -177,18 +192,27 @@ def made_up_study(
             "our_cos": 0.5,
             "time_to_our_score_s": tuning_reached_s,
             "tuning_s": 3.0,
+            "last_below_s": last_below_s if last_below_s is not None else max((tuning_reached_s or 30.0) - 0.5, 0),
             "searched_s": tuning_reached_s or 30.0,
+            "scored_steps": 100,
             "search_steps": 1000,
         }
         for k in range(10)
     ]
     scenes = {
-        "masked": {"swap_rate": swap_masked, "swap_rate_within_pair": 0.1, "strict_swaps": 0.0, "person_top1": 0.5},
+        "masked": {
+            "swap_rate": swap_masked,
+            "swap_rate_within_pair": 0.1,
+            "strict_swaps": 0.0,
+            "person_top1": 0.5,
+            "scenes": 200,
+        },
         "vanilla": {
             "swap_rate": 0.8,
             "swap_rate_within_pair": 0.4,
             "strict_swaps": 0.1,
             "person_top1": vanilla_people,
+            "scenes": 200,
         },
     }
     return Study(
@@ -239,6 +263,18 @@ def test_claims_meet_and_miss_their_targets():
     assert verdicts["tuning_time_ratio_dreambooth"] == "missed"
     assert "reach_steps" in bad.get("tuning_time_ratio_dreambooth").reason  # the cap, not the arm, decided it
     assert "0 of 10 identities reached our score within 1000 steps" in bad.get("tuning_time_ratio_dreambooth").note
+    assert "never reached it: a lower bound" in bad.get("tuning_time_ratio_dreambooth").note
+    assert "bootstrap over identities" in bad.get("top1_image_guidance").note
+    assert "one sampling seed" in bad.get("swap_rate_masked").note
+
+    # reached early by most identities: a real miss, whatever the cap
+    early = headline(made_up_study(0.39, 0.5, 0.5, 2.0), machine=machine(), scale={"profile": "laptop"})
+    assert early.get("tuning_time_ratio_dreambooth").verdict == "missed"
+    assert early.get("tuning_time_ratio_dreambooth").reason == ""
+    # met at the first check above our score, missed at the last one below: the checks' spacing decided it
+    coarse = headline(made_up_study(0.45, 0.3, 0.3, 56.0, last_below_s=30.0), machine=machine(), scale={"p": 1})
+    assert coarse.get("tuning_time_ratio_dreambooth").verdict == "met"
+    assert "crossing may lie earlier" in coarse.get("tuning_time_ratio_dreambooth").reason
     assert bad.get("swap_rate_ratio_masked_to_vanilla").reason == ""
 
     floor = headline(made_up_study(0.39, 0.5, 0.9, None, vanilla_people=0.05), machine=machine(), scale={"p": 1})

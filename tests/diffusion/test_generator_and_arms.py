@@ -119,7 +119,8 @@ def test_tuning_arms_change_only_what_they_tune(mode, batch):
     if mode == "textual_inversion":
         assert tuned is gen and cond.class_labels.abs().sum() > 0  # only the identity slot moved
     else:
-        assert tuned is not gen and cond.class_labels.abs().sum() == 0  # the slot stays empty, the weights move
+        # the slot holds the fixed rare identity (a unit vector, never trained), the weights move
+        assert tuned is not gen and torch.allclose(cond.class_labels.norm(dim=-1), torch.ones(2))
         assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in original.items())
     images = sample(tuned, cond, null, guidance=2.0, steps=2, seed=0)
     assert images.shape == (2, 3, 32, 32) and images.abs().max() <= 1
@@ -229,6 +230,7 @@ def test_the_dreambooth_search_runs_past_scoring_until_it_reaches_our_score(monk
     db = [r for r in rows if r["arm"] == "dreambooth"]
     assert [r["time_to_our_score_s"] for r in db] == [6.0, None]  # checked at 2, 4, then every 3: 6, 9, and 10
     assert [r["tuning_s"] for r in db] == [4.0, 4.0] and [r["searched_s"] for r in db] == [6.0, 10.0]
+    assert [r["last_below_s"] for r in db] == [4.0, 10.0]  # the crossing lies between step 4 and step 6
     assert all(r["search_steps"] == 10 for r in db)
     assert scored[0].tolist() == [4.0, 104.0]  # the arm is scored on its step-4 samples, not where the search ended
     with pytest.raises(ValueError, match="reach_steps"):

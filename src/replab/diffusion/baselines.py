@@ -121,7 +121,8 @@ def tune_on_references(
     embeddings ``e_h`` (n, clip_dim):
 
     - ``"dreambooth"``: fine-tune a copy of the whole generator (condition module and UNet) to reconstruct the
-      references with the identity slot empty (the empty slot plays DreamBooth's rare token);
+      references with a fixed random unit identity in the slot (DreamBooth's rare token: one the base model never
+      saw, so sampling can guide it against the empty slot as ours is guided);
     - ``"textual_inversion"``: keep the generator frozen and optimise only the identity embedding (init 0).
 
     Returns the tuned generator, ``conditioning(e_h_of_the_target_style, null=False)`` for sampling (``null``:
@@ -130,7 +131,8 @@ def tune_on_references(
     tunes; its time is not counted)."""
     if mode == "dreambooth":
         tuned = copy.deepcopy(gen).train().requires_grad_(True)
-        slot = torch.zeros(gen.config.face_dim)
+        rare = torch.randn(gen.config.face_dim, generator=torch.Generator().manual_seed(seed))
+        slot = rare / rare.norm()  # the identity encoder's embeddings are unit vectors too
         params = list(tuned.parameters())
     elif mode == "textual_inversion":
         tuned = gen

@@ -184,6 +184,22 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def identity_bootstrap_interval(
+    correct: torch.Tensor, target: torch.Tensor, resamples: int = 2000
+) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of top-1 that resamples identities (each with all its samples), so it
+    covers which identities were drawn as well as the sampling noise; ``correct`` and ``target`` are per sample."""
+    from scipy import stats
+
+    per_identity = [float(correct[target == k].float().mean()) for k in torch.unique(target).tolist()]
+    if len(set(per_identity)) == 1:  # every identity alike: no spread to resample
+        return per_identity[0], per_identity[0]
+    res = stats.bootstrap(
+        (np.asarray(per_identity),), np.mean, n_resamples=resamples, method="percentile", random_state=0
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def mean_and_interval(per_seed: list[float]) -> tuple[float, float, float]:
     """Mean over sampling seeds with a 95 % t-interval (the mean itself twice when there is one seed)."""
     from scipy import stats

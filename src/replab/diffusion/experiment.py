@@ -67,6 +67,7 @@ class Arm:
     sample_correct: list[torch.Tensor] = field(default_factory=list)  # per seed: each sample named right or not
     sample_target: torch.Tensor | None = None  # each sample's target identity (the same for every seed)
     identities: int = 0  # how many held-out identities it ran on
+    steps: int = 0  # the tuning arms: tuning steps before they were scored
 
     def mean(self, key: str) -> tuple[float, float, float]:
         return ev.mean_and_interval([s[key] for s in self.per_seed])
@@ -77,6 +78,12 @@ class Arm:
         correct = torch.cat(self.sample_correct)
         k, n = int(correct.sum()), len(correct)
         return (k, n, *ev.wilson_interval(k, n))
+
+    def top1_identity_interval(self) -> tuple[float, float]:
+        """Top-1's 95 % interval over identities: a bootstrap that resamples held-out identities with all their
+        samples (every seed), wider than the Wilson interval where identities differ."""
+        target = self.sample_target.repeat(len(self.sample_correct))
+        return ev.identity_bootstrap_interval(torch.cat(self.sample_correct), target)
 
     def top1_on(self, identities: int) -> float:
         """Top-1 over the samples of the first ``identities`` held-out identities (every seed)."""
@@ -374,24 +381,23 @@ def run_tuning_arms(st: Study_, arms: dict[str, Arm], params: IdsynthParams, s: 
     The DreamBooth-like arm's ratio has a target, so where it has not reached our score by ``tune_steps`` it tunes
     on (checked every ``reach_check_every`` steps) until it does or ``reach_steps`` have run; its scored images are
     still those of step ``tune_steps``. Each row's ``searched_s`` is the tuning time the search ran for, of at most
-    ``search_steps`` steps."""
+    ``search_steps`` steps, and ``last_below_s`` the time of the last check still below our score (the crossing
+    lies between it and ``time_to_our_score_s``)."""
     proto, ours = st.proto, arms["image_guidance"]
     k_max = min(params.tuned_identities, len(proto.ids))
     ours_cos = [torch.stack([c[proto.target == k] for c in ours.sample_cos]).mean().item() for k in range(k_max)]
     rows = []
-    # DreamBooth's identity is in its weights (no null to guide against); Textual Inversion's slot is guided
-    # against the empty slot, as our identity is.
-    for mode, guidance, lr in (
-        ("dreambooth", 1.0, s.dreambooth_lr),
-        ("textual_inversion", params.identity_guidance, s.inversion_lr),
-    ):
-        arm = Arm(f"{mode.replace('_', ' ')}-like", 1, identities=k_max)
+    # Both are guided as our identity is, against the empty slot: DreamBooth's rare identity (bound to the
+    # reference by its fine-tune) and Textual Inversion's optimised one.
+    for mode, lr in (("dreambooth", s.dreambooth_lr), ("textual_inversion", s.inversion_lr)):
+        guidance = params.identity_guidance
+        arm = Arm(f"{mode.replace('_', ' ')}-like", 1, identities=k_max, steps=s.tune_steps)
         images: dict[int, list[torch.Tensor]] = {sd: [] for sd in st.seeds}
         chosen = []
         steps = s.reach_steps if mode == "dreambooth" else s.tune_steps
         for k in tqdm(range(k_max), desc=f"{mode} identities", unit="id"):
             which = torch.nonzero(proto.target == k).flatten()
-            track = {"reached": None, "spent": 0.0}
+            track = {"reached": None, "spent": 0.0, "below": 0.0}
 
             def make_callback(tuned, conditioning, which=which, k=k, track=track, guidance=guidance, steps=steps):
                 conds = _tuned_conditions(conditioning, st.e_h[which], guidance)
@@ -427,6 +433,8 @@ def run_tuning_arms(st: Study_, arms: dict[str, Arm], params: IdsynthParams, s: 
                         track["tuning_s"], track["images"] = spent, images
                     if due and mean_cos(images) >= ours_cos[k]:
                         track["reached"] = spent
+                    elif due:
+                        track["below"] = spent  # the crossing lies after this check
                     return step >= s.tune_steps and track["reached"] is not None
 
                 return check
@@ -453,7 +461,9 @@ def run_tuning_arms(st: Study_, arms: dict[str, Arm], params: IdsynthParams, s: 
                     "our_cos": ours_cos[k],
                     "time_to_our_score_s": track["reached"],
                     "tuning_s": track["tuning_s"],
+                    "last_below_s": track["below"],
                     "searched_s": track["spent"],
+                    "scored_steps": s.tune_steps,
                     "search_steps": steps,
                 }
             )
@@ -529,6 +539,7 @@ def score_scenes(st: Study_, images: torch.Tensor, boxes: torch.Tensor, pairs: t
         "swap_rate_within_pair": 1 - (closer_own[0] & closer_own[1]).float().mean().item(),
         "strict_swaps": (~closer_own[0] & ~closer_own[1]).float().mean().item(),
         "person_top1": torch.cat(own).float().mean().item(),
+        "scenes": len(images),
     }
 
 
