@@ -16,7 +16,7 @@ help:
 	@echo "make repro  - set up everything, run the pipeline (laptop profile), print the report's path"
 	@echo "              make repro PAPERS=\"pac accept\" runs those papers' stages (and what they depend on)"
 	@echo "make test   - set up everything, run the test suite;  make lint - ruff check + ruff format --check"
-	@echo "make test-exhaustive - every paper's stage re-run on the tiny profile, compared byte for byte, the data rebuilt and FaceStudio's paper-profile study (~13 min)"
+	@echo "make test-exhaustive - every paper's stage re-run on the tiny profile, compared byte for byte, the data rebuilt, FaceStudio's paper-profile study and a queued experiment (~14 min)"
 	@echo "make lab    - JupyterLab on the notebooks;  make bench - benchmarks;  make push - dvc push"
 	@echo "make kernels - compile the fused C compression codec (part of setup; the torch path is used without it)"
 

@@ -155,6 +155,7 @@ def _without(metrics: dict, keys: set[str]) -> dict:
     return {k: v for k, v in metrics.items() if k not in keys}
 
 
+@pytest.mark.exhaustive  # ~40 s: DVC's queue machinery, not ours; keeps make test under 15 minutes
 def test_queued_experiment_runs_and_is_listed(tmp_path):
     project = tiny_copy(tmp_path / "p")
     run(["dvc", "commit", "-f", "-q", "data.dvc"], project)  # the queue's workspace checks data out of the cache
