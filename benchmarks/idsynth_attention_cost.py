@@ -19,28 +19,20 @@ import argparse
 import torch
 from diffusers import UNet2DConditionModel
 
+from replab.diffusion.generator import Generator
 from replab.diffusion.training import GENERATORS
 from replab.measure import machine, repeat
 
 
 def unet(first_level: str | None) -> UNet2DConditionModel:
-    c = GENERATORS["laptop"]
-    attend = first_level is not None
-    return UNet2DConditionModel(
-        sample_size=c.image_size // c.unshuffle,
-        in_channels=3 * c.unshuffle**2,
-        out_channels=3 * c.unshuffle**2,
-        block_out_channels=c.block_out,
-        down_block_types=("CrossAttnDownBlock2D" if attend else "DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D" if attend else "UpBlock2D"),
-        layers_per_block=1,
-        cross_attention_dim=c.model_dim,
-        attention_head_dim=c.head_dim,
-        norm_num_groups=c.norm_groups,
-        class_embed_type="projection",
-        projection_class_embeddings_input_dim=c.face_dim,
-        only_cross_attention=(first_level == "cross", False) if attend else False,
-    )
+    """The stage's UNet (its config, from the generator itself), with the first level's blocks swapped."""
+    config = dict(Generator(GENERATORS["laptop"]).unet.config)
+    config.pop("_use_default_values", None)  # else from_config resets the keys set below to their defaults
+    if first_level is not None:
+        config["down_block_types"] = ("CrossAttnDownBlock2D", *config["down_block_types"][1:])
+        config["up_block_types"] = (*config["up_block_types"][:-1], "CrossAttnUpBlock2D")
+        config["only_cross_attention"] = (first_level == "cross", False)
+    return UNet2DConditionModel.from_config(config)
 
 
 def main() -> None:
