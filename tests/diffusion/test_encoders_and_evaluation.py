@@ -226,7 +226,7 @@ def made_up_study(
         scenes=scenes,
         alpha_sweep=[],
         beta_sweep=[],
-        protocol=SimpleNamespace(gallery_features=torch.randn(200, 4, generator=g)),
+        protocol=SimpleNamespace(gallery_features=torch.randn(200, 4, generator=g), styles=torch.zeros(2, 3, 32, 32)),
         timings={},
         generation_s=Spread.of([0.5, 0.55, 0.6]),
         frechet_real=1.0,
@@ -247,6 +247,13 @@ def test_claims_meet_and_miss_their_targets():
     assert verdicts["tuning_time_ratio_dreambooth"] == "met"  # 56 s / 0.55 s >= 100
     assert good.get("generator_steps").ours == 7 and good.get("heldout_identities").ours == 50
     assert good.get("generator_parameters").ours == 1234
+    assert good.get("image_px").ours == 32 and good.get("train_identities").ours == 500
+    assert "10 held-out identities, 3 sampling seeds" in good.get("top1_dreambooth").metric
+    assert "one pasted reference each" in good.get("top1_paste_control").metric
+    assert "no sampling and no training" in good.get("top1_paste_control").note
+    assert "30 of 30 samples named right" in good.get("top1_image_guidance_tuned_ids").note
+    full = headline(made_up_study(0.45, 0.3, 0.3, 56.0), machine=machine(), scale={"batch": 32, "sampling steps": 25})
+    assert full.get("generator_batch").ours == 32 and full.get("sampling_steps").ours == 25
     assert good.get("top1_image_guidance_tuned_ids").ours == pytest.approx(1.0)  # the first 10 of 22 named right
     assert good.get("top1_style_source_image_guidance").ours == pytest.approx(0.02)
     assert "66 of 150 samples" in good.get("top1_image_guidance").note  # pooled seeds, Wilson interval

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from ..claims import PaperResults, PaperValue, Target, claim
 from ..measure import Machine, Spread
@@ -34,6 +35,7 @@ PAPER_TUNING = {
     "dreambooth": PaperValue(value=405, source="Sec. 4.2, results table (seconds)"),
     "textual_inversion": PaperValue(value=3425, source="Sec. 4.2, results table (seconds)"),
 }
+PAPER_NAMES = {"dreambooth": "DreamBooth", "textual_inversion": "Textual Inversion"}
 PAPER_INFERENCE = {
     "image_guidance": PaperValue(value=3.6, source="Sec. 4.2, results table (seconds; + 0.04 s per reference)"),
     "text_guidance": PaperValue(value=5.3, source="Sec. 4.2, results table (seconds; + 0.04 s per reference)"),
@@ -55,20 +57,35 @@ def _spread(values: list[float]) -> Spread | None:
     return Spread.of(values) if len(values) > 1 else None
 
 
-def _ci(arm: Arm, key: str) -> str:
+def _ci(arm: Arm, key: str, sampled: bool = True) -> str:
+    """The interval text of an arm's figure; ``sampled=False`` for the copy-paste control (nothing generated)."""
+    noise = "sampling noise only, one training run" if sampled else "no sampling and no training: pasted faces"
     if key == "top1" and arm.sample_correct:
         k, n, lo, hi = arm.top1_interval()
         id_lo, id_hi = arm.top1_identity_interval()
-        return (
-            f"{k} of {n} samples named right, 95 % Wilson interval {lo:.3f}–{hi:.3f} (samples as independent "
-            f"trials), 95 % bootstrap over identities {id_lo:.3f}–{id_hi:.3f}; sampling noise only, one training run"
+        boot = (
+            f"95 % bootstrap over identities {id_lo:.3f}–{id_hi:.3f}"
+            if id_lo != id_hi
+            else "every identity alike, no spread to resample over identities"
         )
+        wilson = f"95 % Wilson interval {lo:.3f}–{hi:.3f} (samples as independent trials)"
+        return f"{k} of {n} samples named right, {wilson}, {boot}; {noise}"
+    if not sampled:
+        return noise
     mean, lo, hi = arm.mean(key)
     return (
         f"95 % t-interval over sampling seeds {lo:.3f}–{hi:.3f} (sampling noise only, one training run)"
         if len(arm.per_seed) > 1
         else "one sampling seed"
     )
+
+
+def _subset_interval(arm: Arm, identities: int) -> str:
+    keep = arm.sample_target < identities
+    correct = torch.cat([c[keep] for c in arm.sample_correct])
+    k, n = int(correct.sum()), len(correct)
+    lo, hi = wilson_interval(k, n)
+    return f"{k} of {n} samples named right, 95 % Wilson interval {lo:.3f}–{hi:.3f}"
 
 
 def time_to_score_ratio(
@@ -117,9 +134,13 @@ def _ratio_reason(rows: list[dict], arm: str, generation_s: float, target: Targe
 def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | None = None) -> PaperResults:
     s = study
     text = ", ".join(f"{k} {v}" for k, v in scale.items())
-    where = f"{s.n_ids} held-out identities, {len(s.arms['image_guidance'].per_seed)} sampling seeds"
     claims = []
     for key, arm in s.arms.items():
+        sampled = key != "paste_control"
+        seeds = len(arm.per_seed)
+        where = f"{arm.identities or s.n_ids} held-out identities, " + (
+            f"{seeds} sampling seed{'s' if seeds > 1 else ''}" if sampled else "one pasted reference each"
+        )
         refs = f"{arm.refs} reference(s)" if arm.refs else "no identity input"
         subset = f" (the first {arm.identities} identities)" if arm.identities != s.n_ids else ""
         subset += f", tuned {arm.steps} steps" if arm.steps else ""
@@ -135,7 +156,7 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                 method=role,
                 target=(">=", TOP1_TARGET[s.profile]) if key == "image_guidance" else None,
                 spread=_spread(top1),
-                note=f"chance {1 / s.n_ids:.3f}; {_ci(arm, 'top1')}",
+                note=f"chance {1 / s.n_ids:.3f}; {_ci(arm, 'top1', sampled)}",
             )
         )
         cos = [r["cos"] for r in arm.per_seed]
@@ -149,7 +170,7 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                 paper=PAPER_COS.get(key),
                 spread=_spread(cos),
                 note="ours: a separately trained evaluator against other images of the identity; the paper: the "
-                "conditioning ArcFace against the reference itself. " + _ci(arm, "cos"),
+                "conditioning ArcFace against the reference itself. " + _ci(arm, "cos", sampled),
             )
         )
         style = [r["style"] for r in arm.per_seed]
@@ -189,7 +210,7 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                 ours.top1_on(tuned_ids),
                 scale=text,
                 method=OURS,
-                note=f"chance {1 / s.n_ids:.3f} (identified among all {s.n_ids})",
+                note=f"chance {1 / s.n_ids:.3f} (identified among all {s.n_ids}); {_subset_interval(ours, tuned_ids)}",
             )
         )
     if ours.per_seed and "top1_style_source" in ours.per_seed[0]:
@@ -259,7 +280,7 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
                 note=f"{reached} of {total} identities reached our score within {cap} steps (checked on the mean "
                 "cosine of every sampling seed); the others count the tuning time of all those steps, a lower bound."
                 f"{bound} From the last check below our score instead: {earliest:.1f}. The paper (Sec. 4.2): "
-                "DreamBooth 405 s tuning, FaceStudio 3.6 s inference.",
+                f"{PAPER_NAMES[arm_key]} {PAPER_TUNING[arm_key].value:g} s tuning, FaceStudio 3.6 s inference.",
             )
         )
         claims.append(
@@ -323,6 +344,16 @@ def headline(study: Study, *, machine: Machine, scale: dict, timings: dict | Non
     )
     claims += [
         claim("heldout_identities", "held-out identities scored", s.n_ids, scale=text, method=OURS),
+        claim("train_identities", "training identities", s.n_train, scale=text, method=OURS),
+        claim("image_px", "image side in pixels", int(s.protocol.styles.shape[-1]), scale=text, method=OURS),
+        *[
+            claim(key, metric, scale[name], scale=text, method=OURS)
+            for key, name, metric in (
+                ("generator_batch", "batch", "generator training batch"),
+                ("sampling_steps", "sampling steps", "Euler-ancestral sampling steps"),
+            )
+            if name in scale
+        ],
         claim("references_n", "N, the references of the N-reference arms", s.n_refs, scale=text, method=OURS),
         claim("generator_steps", "generator training steps", len(s.losses["generator"]), scale=text, method=OURS),
         claim(
