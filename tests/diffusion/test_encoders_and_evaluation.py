@@ -177,6 +177,7 @@ def made_up_study(
             features=[torch.randn(50, 4, generator=g)],
             inference=Spread.of([0.5, 0.6, 0.55]),
             sample_correct=[correct] * 3,
+            sample_cos=[0.4 + 0.2 * correct.float()] * 3,
             sample_target=target,
             identities=identities,
         )
@@ -185,7 +186,13 @@ def made_up_study(
     arms["paste_control"] = arm("paste", 1, paste_top1, style=0.9)
     arms["dreambooth"] = arm("dreambooth", 1, 0.2, identities=10)
     arms["dreambooth"].tuning_s = 30.0
+    arms["textual_inversion"] = arm("textual inversion", 1, 0.0, identities=10)  # every sample wrong
+    arms["dreambooth"].steps = arms["textual_inversion"].steps = 100
+    never = {"time_to_our_score_s": None, "tuning_s": 3.0, "last_below_s": 3.0, "searched_s": 3.0}
     tuning = [
+        {"arm": "textual_inversion", "identity": k, "our_cos": 0.5, **never, "scored_steps": 100, "search_steps": 100}
+        for k in range(10)
+    ] + [
         {
             "arm": "dreambooth",
             "identity": k,
@@ -232,6 +239,19 @@ def made_up_study(
         frechet_real=1.0,
         real_top1=0.6,
         generator_params=1234,
+        setup={
+            "profile": "laptop",
+            "image_px": 32,
+            "train_identities": 500,
+            "heldout_identities": 50,
+            "generator_batch": 32,
+            "sampling_steps": 25,
+            "sampling_seeds": 3,
+            "identity_guidance": 4.0,
+            "tuned_identities": 10,
+            "tune_steps": 100,
+            "reach_steps": 1000,
+        },
     )
 
 
@@ -239,7 +259,7 @@ def test_claims_meet_and_miss_their_targets():
     from replab.diffusion.headline import headline
     from replab.measure import machine
 
-    good = headline(made_up_study(0.45, 0.3, 0.3, 56.0), machine=machine(), scale={"profile": "laptop"})
+    good = headline(made_up_study(0.45, 0.3, 0.3, 56.0), machine=machine())
     verdicts = {c.key: c.verdict for c in good.claims}
     assert verdicts["top1_image_guidance"] == "met"
     assert verdicts["paste_control_wins_both"] == "met"
@@ -252,15 +272,28 @@ def test_claims_meet_and_miss_their_targets():
     assert "one pasted reference each" in good.get("top1_paste_control").metric
     assert "no sampling and no training" in good.get("top1_paste_control").note
     assert "30 of 30 samples named right" in good.get("top1_image_guidance_tuned_ids").note
-    full = headline(made_up_study(0.45, 0.3, 0.3, 56.0), machine=machine(), scale={"batch": 32, "sampling steps": 25})
-    assert full.get("generator_batch").ours == 32 and full.get("sampling_steps").ours == 25
+    assert good.get("generator_batch").ours == 32 and good.get("sampling_steps").ours == 25
+    assert good.get("sampling_seeds").ours == 3 and good.get("reach_steps").ours == 1000
+    # the tuning arms' subset, paired with them: ours names all 10 there, DreamBooth-like the first 2, TI none
+    tuned_cos = good.get("cos_image_guidance_tuned_ids")
+    assert tuned_cos.ours == pytest.approx(0.6)
+    assert "dreambooth arm's 0.440: +0.160, paired: 95 % bootstrap over identities +0.100 to +0.200" in tuned_cos.note
+    assert "textual inversion arm's 0.400: +0.200, paired: every identity alike" in tuned_cos.note
+    assert "dreambooth arm's 0.200: +0.800" in good.get("top1_image_guidance_tuned_ids").note
+    ti = good.get("tuning_time_ratio_textual_inversion")
+    assert "Textual Inversion 3425 s tuning" in ti.note and "0 of 10 identities reached" in ti.note
+    assert "every identity alike" in good.get("top1_textual_inversion").note
+    assert "one tuning run per identity" in good.get("top1_textual_inversion").note
+    assert "reached our score within 1000 steps (checked on the mean cosine of every sampling seed)." in (
+        good.get("tuning_time_ratio_dreambooth").note
+    )  # every identity reached it: no lower-bound clause
     assert good.get("top1_image_guidance_tuned_ids").ours == pytest.approx(1.0)  # the first 10 of 22 named right
     assert good.get("top1_style_source_image_guidance").ours == pytest.approx(0.02)
     assert "66 of 150 samples" in good.get("top1_image_guidance").note  # pooled seeds, Wilson interval
     assert good.get("tuning_time_ratio_dreambooth").reason == ""
     assert good.get("top1_image_guidance").method == "reconstruction"
 
-    bad = headline(made_up_study(0.39, 0.5, 0.5, None), machine=machine(), scale={"profile": "laptop"})
+    bad = headline(made_up_study(0.39, 0.5, 0.5, None), machine=machine())
     verdicts = {c.key: c.verdict for c in bad.claims}
     assert verdicts["top1_image_guidance"] == "missed"
     assert verdicts["paste_control_wins_both"] == "missed"  # more identity and more style than ours
@@ -275,14 +308,48 @@ def test_claims_meet_and_miss_their_targets():
     assert "one sampling seed" in bad.get("swap_rate_masked").note
 
     # reached early by most identities: a real miss, whatever the cap
-    early = headline(made_up_study(0.39, 0.5, 0.5, 2.0), machine=machine(), scale={"profile": "laptop"})
+    early = headline(made_up_study(0.39, 0.5, 0.5, 2.0), machine=machine())
     assert early.get("tuning_time_ratio_dreambooth").verdict == "missed"
     assert early.get("tuning_time_ratio_dreambooth").reason == ""
     # met at the first check above our score, missed at the last one below: the checks' spacing decided it
-    coarse = headline(made_up_study(0.45, 0.3, 0.3, 56.0, last_below_s=30.0), machine=machine(), scale={"p": 1})
+    coarse = headline(made_up_study(0.45, 0.3, 0.3, 56.0, last_below_s=30.0), machine=machine())
     assert coarse.get("tuning_time_ratio_dreambooth").verdict == "met"
     assert "crossing may lie earlier" in coarse.get("tuning_time_ratio_dreambooth").reason
     assert bad.get("swap_rate_ratio_masked_to_vanilla").reason == ""
 
-    floor = headline(made_up_study(0.39, 0.5, 0.9, None, vanilla_people=0.05), machine=machine(), scale={"p": 1})
+    floor = headline(made_up_study(0.39, 0.5, 0.9, None, vanilla_people=0.05), machine=machine())
     assert "floor" in floor.get("swap_rate_ratio_masked_to_vanilla").reason
+
+
+def test_a_scene_counts_only_when_both_people_are_named_in_their_own_boxes(monkeypatch):
+    """The issue's swap rate: one person right and one wrong is a failed scene; a crossed pair is also a strict swap."""
+    from types import SimpleNamespace
+
+    from replab.diffusion import experiment as ex
+
+    gallery = torch.eye(4)  # prototypes of 4 held-out identities
+    pairs = torch.tensor([[0, 1], [0, 1], [2, 3]])
+    # who the evaluator sees in each person's box (person 0, person 1), per scene
+    seen = torch.tensor([[0, 1], [0, 2], [3, 2]])  # right; second person wrong (not the partner); crossed
+
+    def embed(evaluator, images, boxes, crop):
+        person = int(boxes[0, 0])  # the stub boxes carry the person's index
+        return torch.eye(4)[seen[:, person]]
+
+    monkeypatch.setattr(ex.ev, "embed", embed)
+    st = SimpleNamespace(enc=SimpleNamespace(evaluator=None), proto=SimpleNamespace(gallery=gallery))
+    boxes = torch.stack([torch.zeros(3, 4), torch.ones(3, 4)], dim=1)  # (scenes, person, 4)
+    out = ex.score_scenes(st, torch.zeros(3, 3, 8, 8), boxes, pairs)
+    assert out["swap_rate"] == pytest.approx(2 / 3)
+    assert out["strict_swaps"] == pytest.approx(1 / 3)  # only the crossed scene
+    assert out["person_top1"] == pytest.approx(3 / 6)
+    assert out["scenes"] == 3
+
+
+def test_interleaved_timing_warms_up_and_times_each_run_every_round():
+    from replab.diffusion.experiment import time_interleaved
+
+    calls = []
+    spreads = time_interleaved([lambda: calls.append("a"), lambda: calls.append("b")], repeats=3)
+    assert calls == ["a", "b"] * 4  # one untimed warm-up round, then the rounds interleaved
+    assert [len(s.values) for s in spreads] == [3, 3]

@@ -185,7 +185,6 @@ def test_the_dreambooth_search_runs_past_scoring_until_it_reaches_our_score(monk
     monkeypatch.setattr(experiment, "tune_on_references", fake_tune)
     monkeypatch.setattr(experiment, "sample", fake_sample)
     monkeypatch.setattr(experiment.ev, "identity_scores", fake_scores)
-    monkeypatch.setattr(experiment, "_time_one", lambda run: None)
     scored: list[torch.Tensor] = []
     target = torch.tensor([0, 1])
     st = SimpleNamespace(
@@ -202,6 +201,7 @@ def test_the_dreambooth_search_runs_past_scoring_until_it_reaches_our_score(monk
         e_h=torch.zeros(2, 1),
         seeds=[0, 1],
         score=lambda arm, images, which: scored.append(images.flatten()),
+        timers=[],
     )
     ours = SimpleNamespace(sample_cos=[torch.tensor([0.5, 0.5])] * 2)
     params = SimpleNamespace(tuned_identities=2, identity_guidance=2.0, sample_steps=2)
@@ -233,5 +233,6 @@ def test_the_dreambooth_search_runs_past_scoring_until_it_reaches_our_score(monk
     assert [r["last_below_s"] for r in db] == [4.0, 10.0]  # the crossing lies between step 4 and step 6
     assert all(r["search_steps"] == 10 for r in db)
     assert scored[0].tolist() == [4.0, 104.0]  # the arm is scored on its step-4 samples, not where the search ended
+    assert len(st.timers) == 2  # each arm's inference is timed later, with every other arm
     with pytest.raises(ValueError, match="reach_steps"):
         IdsynthScale(**base, tune_steps=4, tune_check_every=2, reach_steps=3, reach_check_every=1)

@@ -189,14 +189,20 @@ def identity_bootstrap_interval(
 ) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of top-1 that resamples identities (each with all its samples), so it
     covers which identities were drawn as well as the sampling noise; ``correct`` and ``target`` are per sample."""
+    per_identity = np.array([float(correct[target == k].float().mean()) for k in torch.unique(target).tolist()])
+    return paired_identity_bootstrap(per_identity, np.zeros_like(per_identity), resamples)
+
+
+def paired_identity_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 2000) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of mean(a - b), resampling identities: ``a`` and ``b`` hold two arms'
+    per-identity scores on the same identities (``b`` zero for one arm's own interval). Where every difference is
+    the same there is nothing to resample and the interval is that value."""
     from scipy import stats
 
-    per_identity = [float(correct[target == k].float().mean()) for k in torch.unique(target).tolist()]
-    if len(set(per_identity)) == 1:  # every identity alike: no spread to resample
-        return per_identity[0], per_identity[0]
-    res = stats.bootstrap(
-        (np.asarray(per_identity),), np.mean, n_resamples=resamples, method="percentile", random_state=0
-    )
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if np.ptp(diff) == 0:
+        return float(diff[0]), float(diff[0])
+    res = stats.bootstrap((diff,), np.mean, n_resamples=resamples, method="percentile", random_state=0)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

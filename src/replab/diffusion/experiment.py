@@ -1,6 +1,7 @@
 """The FaceStudio study the notebook runs: train the frozen parts and the generator, then generate and score every
-arm on the held-out identities (Table 1's arms with 1 and N references, the copy-paste control, the tuning arms on
-a subset, two-person scenes with and without masked attention, the alpha and beta sweeps)."""
+arm on the held-out identities (the arms of the paper's results table, Sec. 4.2, with 1 and N references, the
+copy-paste control, the tuning arms on a subset, two-person scenes with and without masked attention, the alpha and
+beta sweeps)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,12 @@ class Arm:
         keep = self.sample_target < identities
         return float(torch.cat([c[keep] for c in self.sample_correct]).float().mean())
 
+    def per_identity(self, key: str, identities: int) -> np.ndarray:
+        """Each of the first ``identities`` held-out identities' mean over its samples of every seed: ``key`` is
+        ``"top1"`` (named right) or ``"cos"``; the unit a bootstrap over identities resamples."""
+        values = torch.stack([c.float() for c in (self.sample_correct if key == "top1" else self.sample_cos)])
+        return np.array([float(values[:, self.sample_target == k].mean()) for k in range(identities)])
+
 
 @dataclass
 class Study:
@@ -105,10 +112,30 @@ class Study:
     beta_sweep: list[dict]
     protocol: ev.Protocol
     timings: dict[str, float]
-    generation_s: Spread  # our (image guidance, 1 reference) time to generate one sample
+    generation_s: Spread  # our (image guidance, 1 reference) time to generate one sample, encoding included
     generator_params: int  # trainable parameters of the generator (condition module and UNet)
     real_top1: float  # the evaluator's top-1 on the real style images (of their own identity): its ceiling
     frechet_real: float  # gallery vs gallery split: the distance two real samples have
+    setup: dict[str, int | float | str] = field(default_factory=dict)  # the scale, from :func:`study_setup`
+
+
+def study_setup(params: IdsynthParams, s: IdsynthScale, profile: str, train_ids: int, heldout_ids: int, px: int):
+    """The scale a study ran at, under fixed keys: the claims' scale text and the scale's claims."""
+    return {
+        "profile": profile,
+        "generator": s.generator,
+        "image_px": px,
+        "train_identities": train_ids,
+        "heldout_identities": heldout_ids,
+        "generator_steps": s.generator_steps,
+        "generator_batch": s.generator_batch,
+        "sampling_steps": params.sample_steps,
+        "sampling_seeds": params.sampling_seeds,
+        "identity_guidance": params.identity_guidance,
+        "tuned_identities": min(params.tuned_identities, heldout_ids),
+        "tune_steps": s.tune_steps,
+        "reach_steps": s.reach_steps,
+    }
 
 
 def _generate(
@@ -127,13 +154,18 @@ def _generate(
     return torch.cat(out)
 
 
-def _time_one(run: Callable[[], object], repeats: int = 3) -> Spread:
-    values = []
-    for _ in range(repeats):
-        began = time.perf_counter()
+def time_interleaved(runs: list[Callable[[], object]], repeats: int = 5) -> list[Spread]:
+    """Each run's wall time, ``repeats`` rounds with the runs interleaved (after one untimed warm-up round), so a
+    slow spell of a shared machine falls on every arm alike."""
+    for run in runs:
         run()
-        values.append(time.perf_counter() - began)
-    return Spread.of(values)
+    values: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for k, run in enumerate(runs):
+            began = time.perf_counter()
+            run()
+            values[k].append(time.perf_counter() - began)
+    return [Spread.of(v) for v in values]
 
 
 class Study_:
@@ -150,6 +182,24 @@ class Study_:
         self.e_fn = F.normalize(mix_identities(e_refs, [1 / proto.n_refs] * proto.n_refs), dim=-1)
         self.e_h = enc.style_embeddings(proto.styles, proto.style_boxes)
         self.e_t = enc.text_embeddings(proto.captions)
+        self.timers: list[tuple[Arm, Callable[[], object]]] = []  # timed together at the end: time_arms
+
+    def encode_request(self, refs: int, text: bool = False) -> None:
+        """What one request costs before sampling (the study embeds everything once, up front): ``refs``
+        reference faces, then the style image or, for text guidance, the caption through the prior."""
+        p = self.proto
+        with torch.no_grad():
+            if refs:
+                self.enc.identity_embeddings(p.refs[0, :refs], p.ref_boxes[0, :refs])
+            if text:
+                self.enc.text_embeddings(p.captions[:1])
+            else:
+                self.enc.style_embeddings(p.styles[:1], p.style_boxes[:1])
+
+    def time_arms(self) -> None:
+        """Every arm's seconds per sample, encoding included, the arms interleaved."""
+        for (arm, _), spread in zip(self.timers, time_interleaved([run for _, run in self.timers]), strict=True):
+            arm.inference = spread
 
     def score(self, arm: Arm, images: torch.Tensor, which: torch.Tensor | None = None) -> None:
         which = torch.arange(len(images)) if which is None else which
@@ -173,15 +223,20 @@ class Study_:
         if arm.grid is None:  # each identity's first style image (samples come identity-major)
             arm.grid = images[:: len(p.target) // len(p.ids)][:GRID_IDS]
 
-    def run(self, name: str, refs: int, conditions, guidance: float, gen: Generator | None = None) -> Arm:
+    def run(
+        self, name: str, refs: int, conditions, guidance: float, gen: Generator | None = None, text: bool = False
+    ) -> Arm:
         gen = gen or self.gen
         arm = Arm(name, refs, identities=len(self.proto.ids))
         n = len(self.proto.target)
         for seed in tqdm(self.seeds, desc=name, unit="seed"):
             self.score(arm, _generate(gen, conditions, n, guidance=guidance, steps=self.p.sample_steps, seed=seed))
-        arm.inference = _time_one(
-            lambda: sample(gen, *conditions(slice(0, 1)), guidance=guidance, steps=self.p.sample_steps, seed=0)
-        )
+
+        def one_request():
+            self.encode_request(refs, text)
+            return sample(gen, *conditions(slice(0, 1)), guidance=guidance, steps=self.p.sample_steps, seed=0)
+
+        self.timers.append((arm, one_request))
         return arm
 
     def identity(self, refs: int, sl: slice) -> torch.Tensor:
@@ -285,8 +340,10 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
     arms["image_guidance_n"] = st.run(
         f"image guidance, {proto.n_refs} refs", proto.n_refs, st.image_arm(proto.n_refs), g
     )
-    arms["text_guidance"] = st.run("text guidance", 1, st.text_arm(1), g)
-    arms["text_guidance_n"] = st.run(f"text guidance, {proto.n_refs} refs", proto.n_refs, st.text_arm(proto.n_refs), g)
+    arms["text_guidance"] = st.run("text guidance", 1, st.text_arm(1), g, text=True)
+    arms["text_guidance_n"] = st.run(
+        f"text guidance, {proto.n_refs} refs", proto.n_refs, st.text_arm(proto.n_refs), g, text=True
+    )
     arms["no_id"] = st.run("no ID input", 0, st.no_id, 1.0)
     paste = Arm("copy-paste control", 1, identities=len(proto.ids))
     pasted = ev.paste_faces(
@@ -325,6 +382,10 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
     timings["tuning_arms"] = time.perf_counter() - began
 
     began = time.perf_counter()
+    st.time_arms()
+    timings["inference_timing"] = time.perf_counter() - began
+
+    began = time.perf_counter()
     scenes = run_scenes(st, data["heldout_scenes"], s.scenes, seeds[0]) if data["heldout_scenes"] is not None else {}
     timings["scenes"] = time.perf_counter() - began
 
@@ -342,9 +403,10 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
 
     half = len(proto.gallery_features) // 2
     real = ev.frechet_distance(proto.gallery_features[::2], proto.gallery_features[1::2]) if half > 2 else float("nan")
+    n_train = len(torch.unique(train.identity))
     return Study(
         profile=profile,
-        n_train=len(torch.unique(train.identity)),
+        n_train=n_train,
         n_ids=len(proto.ids),
         n_refs=proto.n_refs,
         losses=losses,
@@ -364,6 +426,7 @@ def run_study(params: IdsynthParams, s: IdsynthScale, profile: str, seed: int, r
         .mean()
         .item(),
         frechet_real=real,
+        setup=study_setup(params, s, profile, n_train, len(proto.ids), int(proto.styles.shape[-1])),
     )
 
 
@@ -472,11 +535,12 @@ def run_tuning_arms(st: Study_, arms: dict[str, Arm], params: IdsynthParams, s: 
             st.score(arm, torch.cat(images[sd]), which_all)
         arm.tuning_s = float(np.median([r["tuning_s"] for r in rows if r["arm"] == mode]))
         one = _tuned_conditions(conditioning, st.e_h[:1], guidance)
-        arm.inference = _time_one(
-            lambda tuned=tuned, one=one, guidance=guidance: sample(
-                tuned, *one, guidance=guidance, steps=params.sample_steps, seed=0
-            )
-        )
+
+        def one_request(tuned=tuned, one=one, guidance=guidance):
+            st.encode_request(0)  # the identity is in the tuned weights; the style image still needs embedding
+            return sample(tuned, *one, guidance=guidance, steps=params.sample_steps, seed=0)
+
+        st.timers.append((arm, one_request))
         arms[mode] = arm
     return rows
 

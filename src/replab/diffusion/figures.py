@@ -31,16 +31,18 @@ def losses(curves: dict[str, list[float]], smooth: int = 25):
 def arm_table(study: Study) -> pd.DataFrame:
     rows = []
     for key, arm in study.arms.items():
-        top1, lo, hi = arm.mean("top1")
+        _, _, lo, hi = arm.top1_interval()
+        id_lo, id_hi = arm.top1_identity_interval()
         rows.append(
             {
                 "arm": arm.name,
                 "refs": arm.refs,
                 "identities": arm.identities,
-                "top-1": top1,
-                "top-1 95% CI": f"{lo:.3f}–{hi:.3f}",
+                "top-1": arm.mean("top1")[0],
+                "top-1 95% Wilson (samples)": f"{lo:.3f}–{hi:.3f}",
+                "top-1 95% bootstrap (identities)": f"{id_lo:.3f}–{id_hi:.3f}",
                 "cos": arm.mean("cos")[0],
-                "paper cos (Table 1)": PAPER_COS[key].value if key in PAPER_COS else None,
+                "paper cos (Sec. 4.2)": PAPER_COS[key].value if key in PAPER_COS else None,
                 "style": arm.mean("style")[0],
                 "expression": arm.mean("expression")[0],
                 "top-1 style source": arm.mean("top1_style_source")[0],
