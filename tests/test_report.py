@@ -42,7 +42,15 @@ def results():
         params={"anchor_spacing": 4},
         claims=[
             claim("spca_min_overlap", "min overlap", 0.97123, scale="31x31 grid", method="paper", target=(">=", 0.95)),
-            claim("coarse_max", "coarse max overlap", 0.9, scale="31x31 grid", method="paper", target=("<=", 0.85)),
+            claim(
+                "coarse_max",
+                "coarse max overlap",
+                0.9,
+                scale="31x31 grid",
+                method="paper",
+                target=("<=", 0.85),
+                reason="at its floor",
+            ),
             claim(
                 "levels",
                 "degeneracies",
@@ -103,6 +111,7 @@ def test_index_shows_each_claim_with_its_source_target_and_verdict(rendered):
     assert 'href="schrodinger_pca.html"' in index
     assert "min overlap" in index and "0.971" in index and "&gt;= 0.95" in index
     assert "Sec. 3 (analytic)" in index and "MISSED" in index and "v-missed" in index
+    assert "at its floor" in index  # what a miss means is shown beside it
     assert "1 missed" in index and "31x31" in index
     assert "range 2.4–2.6, n = 3" in index and "torch" in index  # timing claims carry spread and machine
     assert "data:image/png;base64," in index  # the key figure
@@ -117,7 +126,7 @@ def test_readme_block_is_generated_from_the_claims(tmp_path):
     readme.write_text(f"intro\n{report.README_BEGIN}\nstale\n{report.README_END}\nrest\n")
     assert report.update_readme(readme, tmp_path) is True
     text = readme.read_text()
-    assert "| min overlap | 0.971 |" in text and "**MISSED**" in text and text.endswith("rest\n")
+    assert "| min overlap | 0.971 |" in text and "**MISSED** (at its floor)" in text and text.endswith("rest\n")
     assert report.update_readme(readme, tmp_path, check=True) is False
 
 

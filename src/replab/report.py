@@ -148,7 +148,7 @@ def _paper_section(reports: Path, paper: Paper, results: PaperResults | None) ->
     for c in results.claims:
         where = f"<br><small>{html.escape(c.machine.describe())}</small>" if c.machine else ""
         note = f"<br><small>{html.escape(c.note)}</small>" if c.note else ""
-        reason = f"<br><small>{html.escape(c.reason)}</small>" if c.reason and c.verdict == "n/a" else ""
+        reason = f"<br><small>{html.escape(c.reason)}</small>" if c.reason and c.verdict != "met" else ""
         rows.append(
             f"<tr><td>{html.escape(c.metric)}{note}</td><td>{html.escape(_paper_cell(c))}</td>"
             f"<td>{html.escape(c.describe_ours())}{where}<br><small>{html.escape(c.scale)}</small></td>"
@@ -240,7 +240,8 @@ def readme_block(metrics: Path = METRICS) -> str:
         )
         parts.append("| claim | ours | paper (source) | target | verdict | method |\n|---|---|---|---|---|---|")
         for c in results.claims:
-            verdict = {"met": "met", "missed": "**MISSED**", "n/a": f"n/a ({c.reason})"}[c.verdict]
+            verdict = {"met": "met", "missed": "**MISSED**", "n/a": "n/a"}[c.verdict]
+            verdict += f" ({c.reason})" if c.reason and c.verdict != "met" else ""  # why a miss may not be the arm's
             ours = c.describe_ours() + (f" — {c.machine.describe()}" if c.machine else "")
             metric = c.metric + (f" <br><sub>{c.note}</sub>" if c.note else "")
             parts.append(
